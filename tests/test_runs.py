@@ -1,0 +1,44 @@
+"""Run folders: auto-incremented names, newest-run lookup, run-or-checkpoint resolution."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from udlcli.engine.runs import new_run_dir, newest_run, resolve_checkpoint, write_metrics
+from udlcli.errors import CheckpointError
+
+
+def test_names_increment(tmp_path):
+    a = new_run_dir(tmp_path, "ae")
+    b = new_run_dir(tmp_path, "ae")
+    c = new_run_dir(tmp_path, "ae", name="exp")
+    d = new_run_dir(tmp_path, "ae", name="exp")
+    assert [p.name for p in (a, b, c, d)] == ["ae", "ae2", "exp", "exp2"]
+    assert (a / "weights").is_dir() and (a / "figures").is_dir()
+
+
+def test_newest_run_and_resolution(tmp_path):
+    with pytest.raises(CheckpointError, match="no ae run"):
+        newest_run(tmp_path, "ae")
+    a, b = new_run_dir(tmp_path, "ae"), new_run_dir(tmp_path, "ae")
+    for r in (a, b):
+        (r / "weights" / "last.pt").write_bytes(b"x")
+    (b / "weights" / "best.pt").write_bytes(b"x")
+    old = time.time() - 100
+    os.utime(a / "weights", (old, old))
+    assert newest_run(tmp_path, "ae") == b
+    assert resolve_checkpoint(None, tmp_path, "ae") == (b, b / "weights" / "best.pt")
+    assert resolve_checkpoint(a, tmp_path, "ae") == (a, a / "weights" / "last.pt")
+    assert resolve_checkpoint(b / "weights" / "last.pt", tmp_path, "ae") == (b, b / "weights" / "last.pt")
+    with pytest.raises(CheckpointError, match="no such run folder"):
+        resolve_checkpoint(tmp_path / "nope", tmp_path, "ae")
+
+
+def test_metrics_csv_has_every_column(tmp_path):
+    write_metrics(tmp_path, [{"epoch": 1, "epochs": 2, "train_loss": 0.5}, {"epoch": 2, "epochs": 2, "train_loss": 0.25, "val_loss": 0.3}])
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,val_loss"
+    assert lines[2] == "2,0.25,0.3"

@@ -1,0 +1,40 @@
+"""The `udl` Typer app: registers each command group's module; nothing here imports torch."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from udlcli import __version__
+from udlcli.cli import train as train_cmd
+
+app = typer.Typer(
+    name="udl",
+    help="Unsupervised deep learning on image data: autoencoders, latent spaces, denoising, VAEs and GANs from one command line.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.command("train", no_args_is_help=False)(train_cmd.train)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"udl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
+) -> None:
+    """udl: unsupervised deep learning on image data."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,65 @@
+"""Options shared by every command, and the mapping of engine errors to one-line messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typing_extensions import Annotated
+
+from udlcli import ui
+
+err_console = Console(stderr=True, highlight=False)
+
+# Options common to every command that writes or reads runs.
+OutOpt = Annotated[Path, typer.Option("--out", help="Runs root folder: runs go to OUT/<task>/<name>/.", rich_help_panel="Run")]
+NameOpt = Annotated[Optional[str], typer.Option("--name", help="Run name (auto-incremented if taken). Default: the task name.", rich_help_panel="Run")]
+DataDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Dataset folder (torchvision layout). Default: $UDL_DATA_DIR, then ~/.cache/udl.", rich_help_panel="Run"),
+]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | mps (default auto).", rich_help_panel="Run")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 0); same seed on CPU, same numbers.", rich_help_panel="Run")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress bar: one line per epoch.", rich_help_panel="Run")]
+
+
+def command_line() -> str:
+    return "udl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def error(msg: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)  # one line, however long
+    return typer.Exit(code)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Run an engine call; known errors become one line on stderr and a non-zero exit (UDL_DEBUG=1: traceback)."""
+    from udlcli.errors import UdlError
+
+    debug = bool(os.environ.get("UDL_DEBUG"))
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except UdlError as e:
+        if debug:
+            raise
+        raise error(str(e), e.exit_code) from None
+    except KeyboardInterrupt:
+        raise error("interrupted", 130) from None
+    except Exception as e:  # an unexpected failure is a bug: say so in one line, keep the traceback for UDL_DEBUG
+        if debug:
+            raise
+        raise error(f"unexpected {e.__class__.__name__}: {e} (this is a bug in udl; rerun with UDL_DEBUG=1 for the traceback)") from None
+
+
+def setup(quiet: bool) -> None:
+    ui.set_quiet(quiet)

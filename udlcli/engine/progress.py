@@ -1,0 +1,68 @@
+"""Epoch progress: a live rich bar on a terminal, or one plain line per epoch with --quiet or when piped."""
+
+from __future__ import annotations
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from udlcli import ui
+
+
+def format_row(row: dict, keys: tuple[str, ...] = ()) -> str:
+    """'epoch 3/20  train_loss 0.0213  val_loss 0.0209  9,812 img/s' for the per-epoch line."""
+    parts = [f"epoch {row['epoch']}/{row.get('epochs', '?')}"]
+    for k, v in row.items():
+        if k in ("epoch", "epochs", "time_s", "images_per_s", "lr"):
+            continue
+        if isinstance(v, float):
+            parts.append(f"{k} {v:.5g}")
+    if "images_per_s" in row:
+        parts.append(f"{row['images_per_s']:,.0f} img/s")
+    if "time_s" in row:
+        parts.append(f"{row['time_s']:.1f}s")
+    return "  ".join(parts)
+
+
+class EpochProgress:
+    """Shows batches, loss, images/s and ETA for each epoch. Used as a context manager by the trainer."""
+
+    def __init__(self, label: str = "train"):
+        self.label = label
+        self.live = ui.live_enabled()
+        self._progress: Progress | None = None
+        self._task = None
+
+    def __enter__(self) -> "EpochProgress":
+        if self.live:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4g}"),
+                TextColumn("{task.fields[ips]:,.0f} img/s"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=ui.console,
+                transient=True,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+            self._progress = None
+
+    def start_epoch(self, epoch: int, epochs: int, n_batches: int) -> None:
+        if self._progress is not None:
+            if self._task is not None:
+                self._progress.remove_task(self._task)
+            self._task = self._progress.add_task(f"{self.label} {epoch}/{epochs}", total=n_batches, loss=float("nan"), ips=0.0)
+
+    def update(self, done: int, loss: float, ips: float) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=done, loss=loss, ips=ips)
+
+    def end_epoch(self, row: dict) -> None:
+        # One line per epoch in every mode: above the live bar on a terminal, alone with --quiet or in logs.
+        ui.console.print(format_row(row))

@@ -1,0 +1,86 @@
+"""Figures (matplotlib, headless): loss curves and image grids written as PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _np_images(images) -> np.ndarray:
+    """Tensor or array (B, 1, H, W) or (B, H, W) in [0, 1] -> numpy (B, H, W)."""
+    a = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    return a.reshape(a.shape[0], a.shape[-2], a.shape[-1])
+
+
+def loss_curves(history: Sequence[dict], path: Path, keys: Sequence[str] = ("loss",), title: str = "", ylabel: str = "loss", log: bool = False) -> Path:
+    """Train and validation curves per epoch, one panel per loss term (the report's Fig. 1)."""
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            col = f"{split}_{key}"
+            vals = [r.get(col) for r in history]
+            if any(v is not None for v in vals):
+                ax.plot(epochs, vals, style, ms=3, label=f"{'validation' if split == 'val' else split}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel if len(keys) == 1 else key)
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title(title if len(keys) == 1 else f"{title} {key}".strip())
+    return _save(fig, path)
+
+
+def image_grid(images, path: Path, nrow: int | None = None, title: str = "", labels: Sequence[str] | None = None) -> Path:
+    """A grid of grayscale images (B, 1, 28, 28) in [0, 1], with optional per-image captions."""
+    imgs = _np_images(images)
+    n = len(imgs)
+    ncol = nrow or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrows, ncol, figsize=(ncol * 0.9, nrows * (1.05 if labels else 0.9)), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(imgs[i], cmap="gray", vmin=0, vmax=1)
+            if labels:
+                ax.set_title(labels[i], fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def image_rows(rows: Sequence, row_labels: Sequence[str], path: Path, title: str = "", col_labels: Sequence[str] | None = None) -> Path:
+    """Rows of images with a label at the left of each row (originals vs reconstructions, progress, noise)."""
+    rows = [_np_images(r) for r in rows]
+    ncol = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(ncol * 0.95 + 1.2, len(rows) * 1.0), squeeze=False)
+    for r, (imgs, lab) in enumerate(zip(rows, row_labels)):
+        for c in range(ncol):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if c < len(imgs):
+                ax.imshow(imgs[c], cmap="gray", vmin=0, vmax=1)
+            if c == 0:
+                ax.set_ylabel(lab, rotation=0, ha="right", va="center", fontsize=8)
+            if r == 0 and col_labels and c < len(col_labels):
+                ax.set_title(col_labels[c], fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
