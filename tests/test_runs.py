@@ -6,6 +6,7 @@ import os
 import time
 
 import pytest
+import torch
 
 from udlcli.engine.runs import new_run_dir, newest_run, resolve_checkpoint, write_metrics
 from udlcli.errors import CheckpointError
@@ -42,3 +43,17 @@ def test_metrics_csv_has_every_column(tmp_path):
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
     assert lines[0] == "epoch,train_loss,val_loss"
     assert lines[2] == "2,0.25,0.3"
+
+
+def test_load_run_checks_the_kind(tmp_path):
+    from udlcli.engine import train as engine
+    from udlcli.engine.loading import load_run
+    from udlcli.engine.spec import resolve_spec
+
+    spec = resolve_spec("ae", sets=["data.dataset=mnist-sample", "data.limit=500", "train.epochs=1", "model.channels=4"])
+    r = engine.train(spec, engine.RunOptions(out=tmp_path))
+    loaded = load_run(None, tmp_path, ("ae",))
+    assert loaded.run_dir == r.run_dir and loaded.kind == "ae" and not loaded.model.training
+    assert loaded.model.encode(torch.zeros(2, 1, 28, 28)).shape == (2, 7)
+    with pytest.raises(CheckpointError, match="is a ae run, not vae; try udl sample ae"):
+        load_run(r.run_dir, tmp_path, ("vae",), hint="try udl sample ae")

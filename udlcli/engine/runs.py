@@ -28,16 +28,22 @@ def _natural_key(p: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
-def newest_run(root: Path | str, task: str) -> Path:
-    """The most recently created run of a task that has a checkpoint."""
-    base = Path(root) / task
-    runs = [p for p in base.glob("*") if (p / WEIGHTS / "last.pt").is_file() or (p / WEIGHTS / "best.pt").is_file()]
+def newest_run(root: Path | str, task: str | tuple[str, ...]) -> Path:
+    """The most recently written run of a task (or of any of several tasks) that has a checkpoint."""
+    tasks = (task,) if isinstance(task, str) else tuple(task)
+    runs = [
+        p
+        for t in tasks
+        for p in (Path(root) / t).glob("*")
+        if (p / WEIGHTS / "last.pt").is_file() or (p / WEIGHTS / "best.pt").is_file()
+    ]
     if not runs:
-        raise CheckpointError(f"no {task} run with weights under {base}; train one first (udl train {task}) or pass a run folder")
+        where = " or ".join(str(Path(root) / t) for t in tasks)
+        raise CheckpointError(f"no {'/'.join(tasks)} run with weights under {where}; train one first (udl train {tasks[0]}) or pass a run folder")
     return max(runs, key=lambda p: ((p / WEIGHTS).stat().st_mtime, _natural_key(p)))
 
 
-def resolve_checkpoint(path: Path | str | None, root: Path | str, task: str, prefer: str = "best") -> tuple[Path, Path]:
+def resolve_checkpoint(path: Path | str | None, root: Path | str, task: str | tuple[str, ...], prefer: str = "best") -> tuple[Path, Path]:
     """Accept a run folder, a checkpoint file or nothing (newest run); return (run_dir, checkpoint)."""
     if path is None:
         run = newest_run(root, task)
