@@ -8,6 +8,9 @@ import typer
 from typing_extensions import Annotated
 
 from udlcli import __version__
+from udlcli.cli import gan as gan_cmd
+from udlcli.cli import sample as sample_cmd
+from udlcli.cli import finetune as finetune_cmd
 from udlcli.cli import train as train_cmd
 
 app = typer.Typer(
@@ -21,6 +24,9 @@ app = typer.Typer(
 )
 
 app.command("train", no_args_is_help=False)(train_cmd.train)
+app.command("finetune")(finetune_cmd.finetune)
+app.command("gan", no_args_is_help=False)(gan_cmd.gan)
+app.command("sample")(sample_cmd.sample)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,71 @@
+"""`udl sample KIND [RUN]`: parse options, dispatch to the engine sampler of KIND, print what it wrote."""
+
+from __future__ import annotations
+
+import inspect
+from importlib import import_module
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from udlcli import ui
+from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
+
+# KIND -> "module:function", imported only when used so `udl --help` does not import torch.
+# A sampler takes run, root, seed, data_dir, device, command, plus the options below that apply to it.
+SAMPLERS = {
+    "ae": "udlcli.engine.sample:sample_ae",
+}
+
+RootOpt = Annotated[Path, typer.Option("--out", help="Runs root searched for the newest run when RUN is not given.", rich_help_panel="Run")]
+
+
+def _sampler(kind: str):
+    from udlcli.errors import SpecError
+
+    if kind not in SAMPLERS:
+        raise SpecError(f"udl sample {kind}: unknown or not yet available kind; choose one of: {', '.join(SAMPLERS)}")
+    module, func = SAMPLERS[kind].split(":")
+    return getattr(import_module(module), func)
+
+
+def sample(
+    kind: Annotated[str, typer.Argument(help="What to sample from: ae (a Gaussian fitted to the AE's latent codes).", show_default=False)],
+    run: Annotated[Optional[Path], typer.Argument(help="Run folder or checkpoint. Default: the newest run of KIND.", show_default=False)] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Number of samples (ae: default 64).")] = None,
+    gmm: Annotated[Optional[int], typer.Option("--gmm", help="ae: fit a K-component Gaussian mixture instead of one Gaussian.", rich_help_panel="AE")] = None,
+    interpolate: Annotated[Optional[str], typer.Option("--interpolate", help="ae: walk between a test image of class A and one of class B: A,B.", rich_help_panel="AE")] = None,
+    interpolate_index: Annotated[Optional[str], typer.Option("--interpolate-index", help="ae: walk between test images i and j: i,j.", rich_help_panel="AE")] = None,
+    out: RootOpt = Path("runs"),
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Decode samples of a trained generative model into RUN/samples/ (a grid, or an interpolation strip)."""
+    setup(quiet)
+    with friendly_errors():
+        from udlcli.errors import SpecError
+
+        fn = _sampler(kind)
+        # Options that only some kinds take are passed only when given, and refused by a kind that does not take them.
+        given = {k: v for k, v in dict(n=n, gmm=gmm, interpolate=interpolate, interpolate_index=interpolate_index).items() if v is not None}
+        accepted = inspect.signature(fn).parameters
+        for k in given:
+            if k not in accepted:
+                raise SpecError(f"--{k.replace('_', '-')} does not apply to udl sample {kind}")
+        result = fn(run=run, root=out, seed=0 if seed is None else seed, data_dir=data_dir, device=device, command=command_line(), **given)
+    _report(result)
+
+
+def _report(result) -> None:
+    from rich.table import Table
+
+    t = Table(title=str(result.run_dir), show_header=False, title_justify="left")
+    for k, v in result.rows.items():
+        t.add_row(k, v)
+    for f in result.files:
+        t.add_row("wrote", str(f))
+    ui.console.print(t)
