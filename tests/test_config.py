@@ -40,6 +40,7 @@ def test_optimizer_name_case_is_ignored():
         ("model: {name: ae, latent_dim: seven}\n", "model.latent_dim"),
         ("train: {epocs: 3}\n", "train.epocs: unknown key (allowed: epochs"),
         ("bogus: 1\n", "bogus: unknown key"),
+        ("model: {name: ae, chanels: 3}\n", "model.chanels: unknown key (allowed: name, channels, latent_dim)"),
         ("train: {optimizer: adagrad}\n", "train.optimizer"),
         ("data: {dataset: cifar}\n", "unknown dataset 'cifar'"),
     ],

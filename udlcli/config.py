@@ -130,8 +130,12 @@ def parse_set(item: str) -> dict:
 def format_validation_error(err: ValidationError, source: str = "spec") -> str:
     """One line naming each bad field, what was given and what is allowed."""
     msgs = []
+    tags = _union_tags(getattr(err, "_udl_model", None))
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("function-after", "function-before")))
+        # Hide pydantic's internal parts of the path: validator wrappers and the discriminated
+        # union's tag (model.ae.latent_dim -> model.latent_dim).
+        parts = [p for i, p in enumerate(e["loc"]) if not (isinstance(p, str) and (p.startswith("function-") or (i > 0 and p in tags)))]
+        loc = ".".join(str(p) for p in parts)
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -145,45 +149,43 @@ def format_validation_error(err: ValidationError, source: str = "spec") -> str:
 
 
 def _allowed_keys(err: ValidationError, loc: tuple) -> list[str]:
-    # Walk the model class along loc[:-1] to list the fields allowed at the bad key's level.
+    """The field names allowed at the level of loc's last part, by walking the model class along loc."""
     cls = getattr(err, "_udl_model", None)
-    if cls is None:
-        return []
+    union: dict[str, type[BaseModel]] = {}
     for part in loc[:-1]:
-        field = cls.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            # A discriminated union member: the tag is in loc (e.g. model.ae.channels).
-            member = _union_member(cls, part)
-            if member is None:
-                return []
-            cls = member
-            continue
-        ann = field.annotation
-        sub = _model_in(ann)
-        if sub is None:
-            # discriminated unions: pick by tag on the next loc part
+        if union:  # the previous part was a discriminated union: this part is its tag
+            cls, union = union.get(part), {}
+        elif cls is not None and isinstance(part, str) and part in cls.model_fields:
+            members = _models_in(cls.model_fields[part].annotation)
+            if len(members) == 1:
+                cls = members[0]
+            else:
+                union = {m.model_fields["name"].default: m for m in members if "name" in m.model_fields}
+                cls = None
+        else:
             return []
-        cls = sub
-    return list(cls.model_fields)
+        if cls is None and not union:
+            return []
+    return list(cls.model_fields) if cls is not None else []
 
 
-def _model_in(ann: Any) -> type[BaseModel] | None:
+def _models_in(ann: Any) -> list[type[BaseModel]]:
     if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
+        return [ann]
+    out: list[type[BaseModel]] = []
     for a in getattr(ann, "__args__", ()) or ():
-        if isinstance(a, type) and issubclass(a, BaseModel):
-            return a
-    return None
+        out += _models_in(a)
+    return out
 
 
-def _union_member(cls: type[BaseModel], tag: Any) -> type[BaseModel] | None:
-    for field in cls.model_fields.values():
-        for a in getattr(field.annotation, "__args__", ()) or ():
-            if isinstance(a, type) and issubclass(a, BaseModel):
-                name_field = a.model_fields.get("name")
-                if name_field is not None and name_field.default == tag:
-                    return a
-    return None
+def _union_tags(cls: type[BaseModel] | None) -> set[str]:
+    """The `name` tags of every discriminated-union member among cls's fields."""
+    tags: set[str] = set()
+    for field in (cls.model_fields.values() if cls is not None else ()):
+        members = _models_in(field.annotation)
+        if len(members) > 1:
+            tags |= {m.model_fields["name"].default for m in members if "name" in m.model_fields}
+    return tags
 
 
 def validate(cls: type[BaseModel], data: dict, source: str = "spec") -> Any:

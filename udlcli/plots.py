@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # no display needed; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
@@ -36,6 +37,7 @@ def loss_curves(history: Sequence[dict], path: Path, keys: Sequence[str] = ("los
             if any(v is not None for v in vals):
                 ax.plot(epochs, vals, style, ms=3, label=f"{'validation' if split == 'val' else split}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(ylabel if len(keys) == 1 else key)
         if log:
             ax.set_yscale("log")
@@ -83,4 +85,24 @@ def image_rows(rows: Sequence, row_labels: Sequence[str], path: Path, title: str
                 ax.set_title(col_labels[c], fontsize=8)
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def confusion(cm, classes: Sequence[str], path: Path, title: str = "") -> Path:
+    """A row-normalised confusion matrix (rows: true class, columns: predicted), each cell's share printed."""
+    cm = np.asarray(cm, dtype=float)
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(0.55 * k + 2.5, 0.55 * k + 2))
+    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if cm[i, j] >= 0.005 or i == j:  # hide the many zero cells so the mistakes stand out
+                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if cm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), classes, rotation=45 if max(len(c) for c in classes) > 2 else 0)
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    if title:
+        ax.set_title(title, fontsize=9)
     return _save(fig, path)
