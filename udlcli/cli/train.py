@@ -25,6 +25,8 @@ def train(
     optimizer: Annotated[Optional[str], typer.Option(help="adam | sgd | rmsprop.", rich_help_panel="Training")] = None,
     channels: Annotated[Optional[int], typer.Option(help="Channels n of the first convolution (default 12).", rich_help_panel="Model")] = None,
     latent_dim: Annotated[Optional[int], typer.Option(help="Latent dimension (default 7).", rich_help_panel="Model")] = None,
+    beta: Annotated[Optional[float], typer.Option(help="vae: weight of the KL term, >= 0 (default 1: the ELBO).", rich_help_panel="Model")] = None,
+    recon: Annotated[Optional[str], typer.Option(help="vae: reconstruction term, mse (the report's) | bce (default).", rich_help_panel="Model")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="mnist | fashion-mnist | kmnist | mnist-sample | folder:PATH.", rich_help_panel="Data")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N training images (quick runs).", rich_help_panel="Data")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from weights/last.pt.")] = None,
@@ -44,7 +46,7 @@ def train(
         opts = engine.RunOptions(out=out, name=name, command=command_line())
         if resume is not None:
             others = {k: v for k, v in dict(model=model, config=config, set=set_, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                                           optimizer=optimizer, channels=channels, latent_dim=latent_dim, dataset=dataset, limit=limit,
+                                           optimizer=optimizer, channels=channels, latent_dim=latent_dim, beta=beta, recon=recon, dataset=dataset, limit=limit,
                                            seed=seed, data_dir=data_dir).items() if v}
             if others:
                 from udlcli.errors import SpecError
@@ -57,7 +59,7 @@ def train(
             flags = {
                 "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.weight_decay": weight_decay,
                 "train.optimizer": optimizer, "train.device": device, "train.seed": seed,
-                "model.channels": channels, "model.latent_dim": latent_dim,
+                "model.channels": channels, "model.latent_dim": latent_dim, "model.beta": beta, "model.recon": recon,
                 "data.dataset": dataset, "data.limit": limit, "data.data_dir": str(data_dir) if data_dir else None,
             }
             spec = resolve_spec(model, str(config) if config else None, flags, set_)

@@ -134,7 +134,8 @@ def sample_ae(
     return SampleResult(loaded.run_dir, [png, js], rows)
 
 
-def _interpolate(loaded: LoadedRun, data, dev, pair: tuple[str, str], by_class: bool, seed: int, meta: dict) -> SampleResult:
+def _interpolate(loaded: LoadedRun, data, dev, pair: tuple[str, str], by_class: bool, seed: int, meta: dict, prefix: str = "ae") -> SampleResult:
+    """A strip of decoded codes between two test images; files are named <prefix>_interpolate_* (ae, vae)."""
     y = data.test.y.cpu().numpy()
     if by_class:
         labels = [class_index(t, data.classes) for t in pair]
@@ -156,7 +157,7 @@ def _interpolate(loaded: LoadedRun, data, dev, pair: tuple[str, str], by_class: 
     t = np.linspace(0.0, 1.0, STEPS, dtype=np.float32)[:, None]
     walk = decode(loaded.model, (1 - t) * za + t * zb, dev)  # (STEPS, 1, 28, 28)
     names = [data.classes[y[i]] if 0 <= y[i] < len(data.classes) else "?" for i in idx]
-    stem = f"ae_interpolate_{_slug(names[0])}_{_slug(names[1])}" if by_class else f"ae_interpolate_index_{idx[0]}_{idx[1]}"
+    stem = f"{prefix}_interpolate_{_slug(names[0])}_{_slug(names[1])}" if by_class else f"{prefix}_interpolate_index_{idx[0]}_{idx[1]}"
     cols = [f"#{idx[0]} ({names[0]})"] + [f"t={v:.2f}" for v in t[:, 0]] + [f"#{idx[1]} ({names[1]})"]
     out = loaded.run_dir / "samples"
     png = plots.image_rows([torch.cat([ends[:1], walk, ends[1:]])], ["decoded"], out / f"{stem}.png",

@@ -62,18 +62,28 @@ class ReconstructionTracker:
     def __init__(self, path: Path, digits: torch.Tensor, steps: set[int]):
         self.path, self.digits, self.steps = path, digits, steps
         self.snaps: dict[int, np.ndarray] = {}
+        self.prior: dict[int, np.ndarray] = {}
+        """Generative models (with sample_prior): the same seeded prior draws decoded at each step."""
         if path.is_file():
             with np.load(path, allow_pickle=False) as f:
                 self.snaps = {int(k.split("_")[1]): f[k] for k in f.files if k.startswith("step_")}
+                self.prior = {int(k.split("_")[1]): f[k] for k in f.files if k.startswith("prior_")}
 
     def __call__(self, step: int, model: torch.nn.Module) -> None:
         if step in self.steps and hasattr(model, "reconstruct"):
             was = model.training
             model.eval()
             with torch.no_grad():
-                self.snaps[step] = (model.reconstruct(self.digits).clamp(0, 1) * 255).round().byte().cpu().numpy()
+                self.snaps[step] = _to_bytes(model.reconstruct(self.digits))
+                if hasattr(model, "sample_prior"):  # a fresh generator each time: the same z at every step
+                    self.prior[step] = _to_bytes(model.sample_prior(len(self.digits), torch.Generator().manual_seed(0)))
             model.train(was)
-            np.savez_compressed(self.path, **{f"step_{s}": a for s, a in self.snaps.items()})
+            arrays = {f"step_{s}": a for s, a in self.snaps.items()} | {f"prior_{s}": a for s, a in self.prior.items()}
+            np.savez_compressed(self.path, **arrays)
+
+
+def _to_bytes(images: torch.Tensor) -> np.ndarray:
+    return (images.clamp(0, 1) * 255).round().byte().cpu().numpy()
 
 
 def _setup(spec: RunSpec, data: ImageDataset | None = None):
@@ -217,6 +227,10 @@ def _figures(run_dir: Path, model, history: list[dict], test: TensorImages, trac
         steps = sorted(tracker.snaps)
         rows = [tracker.digits] + [torch.from_numpy(tracker.snaps[s]).float() / 255 for s in steps]
         plots.image_rows(rows, ["input"] + [f"step {s}" for s in steps], fig / "reconstruction_progress.png", title="Reconstructions of fixed test digits during training")
+    if tracker.prior:
+        steps = sorted(tracker.prior)
+        rows = [torch.from_numpy(tracker.prior[s]).float() / 255 for s in steps]
+        plots.image_rows(rows, [f"step {s}" for s in steps], fig / "prior_samples_progress.png", title="Decoded prior samples z ~ N(0, I) (the same z) during training")
     model.eval()
     with torch.no_grad():
         x = test.images(torch.arange(min(20, len(test)), device=test.x.device))  # the first 20 test images
