@@ -17,6 +17,7 @@ from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietOpt, SeedOpt, command_
 # A sampler takes run, root, seed, data_dir, device, command, plus the options below that apply to it.
 SAMPLERS = {
     "ae": "udlcli.engine.sample:sample_ae",
+    "gan": "udlcli.engine.gan_sample:sample_gan",
     "vae": "udlcli.engine.sample_vae:sample_vae",
 }
 
@@ -44,6 +45,8 @@ def sample(
     dims: Annotated[Optional[str], typer.Option("--dims", help="vae --grid: the two latent dimensions i,j (default 0,1).", rich_help_panel="VAE")] = None,
     range_: Annotated[Optional[float], typer.Option("--range", help="vae --grid: values evenly spaced over -r..r (default: N(0,1) quantiles of 0.05..0.95).", rich_help_panel="VAE")] = None,
     anchor: Annotated[Optional[int], typer.Option("--anchor", help="vae --grid: hold the other dimensions at this test image's mu (default 0).", rich_help_panel="VAE")] = None,
+    individual: Annotated[bool, typer.Option("--individual", help="gan: one 28x28 PNG per sample instead of a grid.", rich_help_panel="GAN")] = False,
+    to: Annotated[Optional[Path], typer.Option("--to", help="gan --individual: the folder for the PNGs (default RUN/samples/gan_individual_seedS/).", rich_help_panel="GAN")] = None,
     out: RootOpt = Path("runs"),
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
@@ -59,6 +62,7 @@ def sample(
         # Options that only some kinds take are passed only when given, and refused by a kind that does not take them.
         given = {k: v for k, v in dict(n=n, gmm=gmm, interpolate=interpolate, interpolate_index=interpolate_index,
                                            grid=grid or None, size=size, dims=dims, range_=range_, anchor=anchor).items() if v is not None}
+        given.update({k: v for k, v in dict(individual=individual or None, to=to).items() if v is not None})
         accepted = inspect.signature(fn).parameters
         for k in given:
             if k not in accepted:

@@ -25,8 +25,8 @@ def format_row(row: dict, keys: tuple[str, ...] = ()) -> str:
 class EpochProgress:
     """Shows batches, loss, images/s and ETA for each epoch. Used as a context manager by the trainer."""
 
-    def __init__(self, label: str = "train"):
-        self.label = label
+    def __init__(self, label: str = "train", loss_name: str = "loss"):
+        self.label, self.loss_name = label, loss_name
         self.live = ui.live_enabled()
         self._progress: Progress | None = None
         self._task = None
@@ -37,7 +37,8 @@ class EpochProgress:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4g}"),
+                TextColumn(self.loss_name + " {task.fields[loss]:.4g}"),
+                TextColumn("{task.fields[extra]}"),  # more live numbers, e.g. the GAN's G loss, D(x), D(G(z))
                 TextColumn("{task.fields[ips]:,.0f} img/s"),
                 TimeElapsedColumn(),
                 TextColumn("eta"),
@@ -57,11 +58,11 @@ class EpochProgress:
         if self._progress is not None:
             if self._task is not None:
                 self._progress.remove_task(self._task)
-            self._task = self._progress.add_task(f"{self.label} {epoch}/{epochs}", total=n_batches, loss=float("nan"), ips=0.0)
+            self._task = self._progress.add_task(f"{self.label} {epoch}/{epochs}", total=n_batches, loss=float("nan"), ips=0.0, extra="")
 
-    def update(self, done: int, loss: float, ips: float) -> None:
+    def update(self, done: int, loss: float, ips: float, extra: str = "") -> None:
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=done, loss=loss, ips=ips)
+            self._progress.update(self._task, completed=done, loss=loss, ips=ips, extra=extra)
 
     def end_epoch(self, row: dict) -> None:
         # One line per epoch in every mode: above the live bar on a terminal, alone with --quiet or in logs.

@@ -1,0 +1,157 @@
+"""The report's MLP GAN (generator and discriminator), a small DCGAN alternative, and their typed config.
+
+The report's networks (noise size 64, images 28x28 normalised to [-1, 1]):
+
+    generator      z (B, 64) -> Linear 256 -> Linear 512 -> Linear 1024, each + LeakyReLU(0.2)
+                   -> Linear 784 -> Tanh -> (B, 1, 28, 28) in [-1, 1]
+    discriminator  x (B, 1, 28, 28) -> flatten 784 -> Linear 1024 -> Linear 512 -> Linear 256,
+                   each + LeakyReLU(0.2) + Dropout(0.3) -> Linear 1 -> Sigmoid
+
+The discriminator's forward() returns the pre-sigmoid logit, so training can use the numerically
+stable BCE-with-logits (the same model as Sigmoid + BCE); its Sigmoid is kept for inference in
+probability(). The GAN does not follow the trainer's loss contract (two networks, two optimisers),
+so it is not in the model registry: `udl gan` has its own loop (udlcli/engine/gan.py).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from udlcli.config import Strict
+
+IMAGE = 28 * 28
+
+
+class GanModelConfig(Strict):
+    name: Literal["gan"] = "gan"
+    arch: Literal["mlp", "dcgan"] = "mlp"
+    """mlp: the report's fully connected GAN; dcgan: a small convolutional alternative."""
+    noise_dim: int = Field(64, ge=1, le=4096)
+    """Size of the normal noise vector z (the report's 64)."""
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    """Dropout after each hidden layer of the MLP discriminator (the report's 0.3)."""
+    channels: int = Field(64, ge=1, le=512)
+    """dcgan only: channels of the discriminator's first convolution (the generator mirrors it)."""
+
+
+def leaky(n_in: int, n_out: int, dropout: float = 0.0) -> list[nn.Module]:
+    """Linear + LeakyReLU(0.2) (+ Dropout): one hidden layer of the report's networks."""
+    layers: list[nn.Module] = [nn.Linear(n_in, n_out), nn.LeakyReLU(0.2, inplace=True)]
+    return layers + ([nn.Dropout(dropout)] if dropout > 0 else [])
+
+
+class Discriminator(nn.Module):
+    """Shared inference side of both discriminators: forward() gives logits (B,), probability() applies the Sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sigmoid = nn.Sigmoid()
+
+    @torch.no_grad()
+    def probability(self, x: torch.Tensor) -> torch.Tensor:
+        """P(real) for normalised images (B, 1, 28, 28) in [-1, 1] -> (B,)."""
+        return self.sigmoid(self(x))
+
+
+class MLPGenerator(nn.Module):
+    """z (B, noise_dim) -> images (B, 1, 28, 28) in [-1, 1] (the normalised pixel space)."""
+
+    def __init__(self, noise_dim: int = 64):
+        super().__init__()
+        self.noise_dim = noise_dim
+        self.body = nn.Sequential(
+            *leaky(noise_dim, 256), *leaky(256, 512), *leaky(512, 1024),
+            nn.Linear(1024, IMAGE), nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z).view(-1, 1, 28, 28)
+
+
+class MLPDiscriminator(Discriminator):
+    """Images (B, 1, 28, 28) in [-1, 1] -> logits (B,); sigmoid(logit) is the report's output unit."""
+
+    def __init__(self, dropout: float = 0.3):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Flatten(),
+            *leaky(IMAGE, 1024, dropout), *leaky(1024, 512, dropout), *leaky(512, 256, dropout),
+            nn.Linear(256, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).squeeze(1)
+
+
+class ConvGenerator(nn.Module):
+    """DCGAN-style: z (B, d) -> Linear -> (B, 2n, 7, 7) -> ConvT -> (B, n, 14, 14) -> ConvT -> (B, 1, 28, 28) Tanh."""
+
+    def __init__(self, noise_dim: int = 64, channels: int = 64):
+        super().__init__()
+        n = channels
+        self.noise_dim = noise_dim
+        self.body = nn.Sequential(
+            nn.Linear(noise_dim, 2 * n * 7 * 7, bias=False), nn.BatchNorm1d(2 * n * 7 * 7), nn.ReLU(True),
+            nn.Unflatten(1, (2 * n, 7, 7)),
+            nn.ConvTranspose2d(2 * n, n, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(n), nn.ReLU(True),  # (B, n, 14, 14)
+            nn.ConvTranspose2d(n, 1, 4, stride=2, padding=1), nn.Tanh(),  # (B, 1, 28, 28)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z)
+
+
+class ConvDiscriminator(Discriminator):
+    """DCGAN-style: (B, 1, 28, 28) -> conv (B, n, 14, 14) -> conv (B, 2n, 7, 7) -> Linear -> logits (B,)."""
+
+    def __init__(self, channels: int = 64):
+        super().__init__()
+        n = channels
+        self.body = nn.Sequential(
+            nn.Conv2d(1, n, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True),  # (B, n, 14, 14)
+            nn.Conv2d(n, 2 * n, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * n), nn.LeakyReLU(0.2, True),  # (B, 2n, 7, 7)
+            nn.Flatten(), nn.Linear(2 * n * 7 * 7, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).squeeze(1)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """The DCGAN paper's init: N(0, 0.02) weights, N(1, 0.02) batch-norm scales; it keeps early D and G balanced."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def _mlp(cfg: GanModelConfig) -> tuple[nn.Module, Discriminator]:
+    return MLPGenerator(cfg.noise_dim), MLPDiscriminator(cfg.dropout)
+
+
+def _dcgan(cfg: GanModelConfig) -> tuple[nn.Module, Discriminator]:
+    g, d = ConvGenerator(cfg.noise_dim, cfg.channels), ConvDiscriminator(cfg.channels)
+    dcgan_init(g)
+    dcgan_init(d)
+    return g, d
+
+
+ARCHS: dict[str, Callable[[GanModelConfig], tuple[nn.Module, Discriminator]]] = {"mlp": _mlp, "dcgan": _dcgan}
+
+
+def build_gan(cfg: GanModelConfig) -> tuple[nn.Module, Discriminator]:
+    """(generator, discriminator) for cfg.arch, with fresh weights from the current torch seed."""
+    return ARCHS[cfg.arch](cfg)
+
+
+def build_generator(cfg: GanModelConfig) -> nn.Module:
+    """The generator alone (sampling and evaluation need no discriminator)."""
+    return build_gan(cfg)[0]
