@@ -12,6 +12,7 @@ from udlcli.cli import gan as gan_cmd
 from udlcli.cli import sample as sample_cmd
 from udlcli.cli import finetune as finetune_cmd
 from udlcli.cli import train as train_cmd
+from udlcli.cli import tune as tune_cmd
 
 app = typer.Typer(
     name="udl",
@@ -27,6 +28,7 @@ app.command("train", no_args_is_help=False)(train_cmd.train)
 app.command("finetune")(finetune_cmd.finetune)
 app.command("gan", no_args_is_help=False)(gan_cmd.gan)
 app.command("sample")(sample_cmd.sample)
+app.command("tune")(tune_cmd.tune)
 
 
 def _version(value: bool) -> None:

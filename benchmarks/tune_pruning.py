@@ -1,0 +1,60 @@
+"""Pruning benefit of `udl tune`: the same seeded TPE study with --pruner median and with none; epochs trained and best loss.
+
+The issue's target: median pruning trains at most half the epochs, with a best validation loss within 5%.
+Usage (the budget used for the issue note; run it with nice on a shared machine):
+
+    python benchmarks/tune_pruning.py --trials 16 --max-epochs 5 --limit 300 --channels 4 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--max-epochs", type=int, default=6)
+    ap.add_argument("--dataset", default="mnist-sample")
+    ap.add_argument("--limit", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--channels", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                    help="narrow the channels range (the report's is 4 32) to fit a small CPU budget")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/udl-bench-prune"))
+    args = ap.parse_args()
+
+    import torch
+
+    from udlcli import ui
+    from udlcli.engine.tune import TuneOptions, tune
+
+    ui.set_quiet(True)
+    ui.console.quiet = True  # per-epoch lines of 100 trials would drown the result
+    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, {platform.platform()}; torch CPU, {torch.get_num_threads()} thread(s) a process")
+    config = None
+    if args.channels:
+        config = args.out / "search.yaml"
+        args.out.mkdir(parents=True, exist_ok=True)
+        config.write_text(f"search:\n  channels: [{args.channels[0]}, {args.channels[1]}]\n")
+    print(f"budget: {args.trials} trials x max {args.max_epochs} epochs, {args.dataset} limit {args.limit} (80/20 split), seed {args.seed}, "
+          f"channels {args.channels or 'the report range 4-32'}; other ranges as the report's")
+    res = {}
+    for pruner in ("none", "median"):
+        t0 = time.perf_counter()
+        opts = TuneOptions(objective="ae", study_name=f"prune-{pruner}", trials=args.trials, max_epochs=args.max_epochs,
+                           pruner=pruner, seed=args.seed, out=args.out)
+        r = tune(opts, str(config) if config else None, {"data.dataset": args.dataset, "data.limit": args.limit, "train.device": "cpu"})
+        s = r.summary
+        res[pruner] = (s["epochs_trained"], s["best"]["value"], time.perf_counter() - t0, s["pruned"])
+        print(f"pruner {pruner:6s}: {s['epochs_trained']:4d} epochs trained, {s['pruned']:2d} pruned, best val MSE {s['best']['value']:.5f}, "
+              f"wall {res[pruner][2]:.0f} s (study {r.study_dir})", flush=True)
+    (e0, b0, w0, _), (e1, b1, w1, _) = res["none"], res["median"]
+    print(f"median / none: epochs {e1 / e0:.2f} (target <= 0.50), best loss {b1 / b0:.3f} (target <= 1.05), wall {w1 / w0:.2f}")
+
+
+if __name__ == "__main__":
+    main()
