@@ -12,6 +12,7 @@ from udlcli.cli import gan as gan_cmd
 from udlcli.cli import sample as sample_cmd
 from udlcli.cli import finetune as finetune_cmd
 from udlcli.cli import evaluate as evaluate_cmd
+from udlcli.cli import finetune as finetune_cmd
 from udlcli.cli import train as train_cmd
 from udlcli.cli import tune as tune_cmd
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 
 app.command("train", no_args_is_help=False)(train_cmd.train)
+app.command("finetune")(finetune_cmd.finetune)
 app.command("evaluate", no_args_is_help=True)(evaluate_cmd.evaluate)
 app.command("finetune")(finetune_cmd.finetune)
 app.command("gan", no_args_is_help=False)(gan_cmd.gan)

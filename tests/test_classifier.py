@@ -1,0 +1,80 @@
+"""The classifier family: AE weights load by name, a frozen encoder gets no gradients and stays in eval mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from udlcli.config import DataConfig, TrainConfig
+from udlcli.data import load_dataset
+from udlcli.engine.spec import resolve_spec
+from udlcli.models import get
+from udlcli.models.ae import ConvAE
+from udlcli.models.classifier import Classifier, ClassifierConfig
+
+
+@pytest.fixture(scope="module")
+def batch():
+    d = load_dataset("mnist-sample")
+    idx = torch.arange(0, len(d.train), 40)  # 100 real digits of every class
+    return d.train.images(idx), d.train.y[idx]
+
+
+def _pair(unfreeze: bool, **kw):
+    torch.manual_seed(0)
+    ae = ConvAE(channels=4, latent_dim=5)
+    clf = Classifier(ClassifierConfig(channels=4, latent_dim=5, hidden=32, unfreeze=unfreeze, **kw))
+    clf.load_encoder(ae)
+    return ae, clf
+
+
+def test_codes_are_the_aes_and_logits_have_one_column_per_class(batch):
+    x, _ = batch
+    ae, clf = _pair(unfreeze=False)
+    clf.eval()
+    ae.eval()
+    assert torch.equal(clf.encode(x), ae.encode(x))
+    assert clf(x).shape == (len(x), 10)
+
+
+def test_frozen_encoder_gets_no_gradient_and_stays_in_eval_mode(batch):
+    x, y = batch
+    _, clf = _pair(unfreeze=False, dropout=0.5)
+    clf.train()
+    assert clf.head.training and not clf.encoder.training and not clf.to_latent.training
+    before = {k: v.clone() for k, v in clf.state_dict().items()}
+    opt = torch.optim.Adam([p for g in clf.param_groups(TrainConfig(lr=1e-2)) for p in g["params"]], lr=1e-2)
+    out = clf.loss(x, y)
+    assert set(out) == {"loss", "acc"} and 0.0 <= float(out["acc"]) <= 1.0
+    out["loss"].backward()
+    assert all(p.grad is None for p in clf.encoder_parameters())
+    assert all(p.grad is not None for p in clf.head.parameters())
+    opt.step()
+    after = clf.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("head."))
+    assert not torch.equal(before["head.0.weight"], after["head.0.weight"])
+    assert clf.trainable_parameters() == sum(p.numel() for p in clf.head.parameters())
+
+
+def test_unfrozen_encoder_trains_at_its_own_learning_rate(batch):
+    x, y = batch
+    _, clf = _pair(unfreeze=True, encoder_lr=3e-4)
+    groups = clf.param_groups(TrainConfig(lr=2e-3))
+    assert [g["lr"] for g in groups] == [2e-3, 3e-4]
+    clf.train()
+    assert clf.encoder.training
+    clf.loss(x, y)["loss"].backward()
+    assert all(p.grad is not None for p in clf.encoder_parameters())
+    # without encoder_lr the encoder learns ten times slower than the head
+    _, clf2 = _pair(unfreeze=True)
+    assert [g["lr"] for g in clf2.param_groups(TrainConfig(lr=2e-3))] == [2e-3, pytest.approx(2e-4)]
+
+
+def test_registered_as_a_finetune_family_with_the_reports_head():
+    entry = get("classifier")
+    assert entry.task == "finetune"
+    spec = resolve_spec("classifier")
+    assert (spec.model.hidden, spec.model.dropout) == (928, 0.104258)
+    assert (spec.train.lr, spec.train.weight_decay, spec.train.optimizer) == (1.839e-3, 5.81e-5, "adam")
+    model = entry.build(spec.model, DataConfig(mean=0.5, std=0.25))
+    assert float(model.encoder.normalize.mean) == 0.5 and float(model.encoder.normalize.std) == 0.25
