@@ -13,6 +13,7 @@ from udlcli.cli import sample as sample_cmd
 from udlcli.cli import finetune as finetune_cmd
 from udlcli.cli import evaluate as evaluate_cmd
 from udlcli.cli import finetune as finetune_cmd
+from udlcli.cli import denoise as denoise_cmd
 from udlcli.cli import train as train_cmd
 from udlcli.cli import tune as tune_cmd
 
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 
 app.command("train", no_args_is_help=False)(train_cmd.train)
+app.command("denoise", no_args_is_help=False)(denoise_cmd.denoise)
 app.command("finetune")(finetune_cmd.finetune)
 app.command("evaluate", no_args_is_help=True)(evaluate_cmd.evaluate)
 app.command("finetune")(finetune_cmd.finetune)

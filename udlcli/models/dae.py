@@ -1,0 +1,75 @@
+"""The denoising autoencoder: the report's conv AE trained to map noisy inputs back to clean images.
+
+The architecture is the AE's (udlcli.models.ae.ConvAE, the report's "same architecture of the best
+Convolutional AutoEncoder"); only the loss differs. Under the trainer's loss contract the batch x is
+the clean image: loss() corrupts it on the device with the configured noise (udlcli.data.noise) and
+returns the MSE of the reconstruction of the noisy copy against the clean x.
+
+In training mode the noise comes from torch's global RNG, which the trainer checkpoints, so a resumed
+run sees the same noise. In eval mode (validation) it comes from a fixed-seed generator, so the
+validation loss is a function of the weights alone and best-checkpoint selection compares like with like.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from udlcli.data.noise import NoiseConfig, add_noise
+from udlcli.models.ae import AEConfig, ConvAE
+from udlcli.models.registry import REGISTRY, ModelEntry, register
+
+VAL_NOISE_SEED = 1234
+"""Seed of the validation noise (eval mode); training noise uses the run's seeded global RNG."""
+
+
+class DAEConfig(AEConfig, NoiseConfig):
+    """The AE's architecture fields (channels, latent_dim) plus the training noise (noise, sigma, p, salt)."""
+
+    name: Literal["dae"] = "dae"  # type: ignore[assignment]
+
+    def noise_config(self) -> NoiseConfig:
+        return NoiseConfig(**{k: getattr(self, k) for k in NoiseConfig.model_fields})
+
+
+class DenoisingAE(ConvAE):
+    """ConvAE whose loss is MSE(reconstruct(noisy x), x); encode/decode/reconstruct are the AE's (clean pass)."""
+
+    def __init__(self, channels: int, latent_dim: int, noise: NoiseConfig, mean: float = 0.1307, std: float = 0.3081):
+        super().__init__(channels, latent_dim, mean, std)
+        self.noise = noise
+        self.std = std  # the Normalize std: turns the normalised sigma into pixel units
+
+    def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None, kind: str | None = None) -> torch.Tensor:
+        """A noisy copy of x (B, 1, 28, 28) in [0, 1], with the configured noise unless `kind` names another."""
+        return add_noise(x, self.noise, self.std, generator, kind)
+
+    def denoise(self, noisy: torch.Tensor) -> torch.Tensor:
+        """Noisy images (B, 1, 28, 28) in [0, 1] -> cleaned images in [0, 1]."""
+        return self.reconstruct(noisy)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The trainer's contract: x is clean; the loss is pixel MSE of the denoised noisy copy against it."""
+        gen = None
+        if not self.training:
+            gen = torch.Generator(device=x.device).manual_seed(VAL_NOISE_SEED)
+        noisy = self.corrupt(x, gen)
+        return {"loss": F.mse_loss(self.reconstruct(noisy), x)}
+
+
+def build_dae(cfg: DAEConfig, data) -> DenoisingAE:
+    return DenoisingAE(cfg.channels, cfg.latent_dim, cfg.noise_config(), data.mean, data.std)
+
+
+register(
+    ModelEntry(
+        name="dae",
+        config=DAEConfig,
+        build=build_dae,
+        task="denoise",
+        description="the report's conv autoencoder trained to denoise (MSE against the clean image)",
+        train_defaults=dict(REGISTRY["ae"].train_defaults),  # the same tuned optimiser as the AE it reuses
+    )
+)
