@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -32,7 +31,7 @@ from udlcli.engine.checkpoint import load_checkpoint, save_checkpoint
 from udlcli.engine.device import describe, resolve_device
 from udlcli.engine.progress import EpochProgress
 from udlcli.engine.spec import nest
-from udlcli.engine.train import RunOptions, TrainResult
+from udlcli.engine.train import RunOptions, TrainResult, _check_same_data
 from udlcli.errors import CheckpointError, Interrupted, SpecError, TrainingDiverged
 from udlcli.models.gan import GanModelConfig, build_gan
 
@@ -273,8 +272,7 @@ def resume_gan(run: str | Path, epochs: int | None = None, device: str | None = 
         raise SpecError(f"{run_dir} already finished {done}/{spec.train.epochs} epochs; pass --epochs N (N > {done}) to extend it")
     dev = resolve_device(spec.train.device)
     data = data or load_dataset(spec.data.dataset, spec.data.data_dir, spec.data.limit)
-    if data.name != (payload.get("data") or {}).get("name", data.name):
-        raise CheckpointError(f"this run was trained on {payload['data']['name']!r} but {data.name!r} was loaded now; point --data-dir at the original data")
+    _check_same_data(payload, data)
     trainer = GanTrainer(spec, data.train.to(dev), dev, run_dir, {"kind": TASK, "spec": spec_dict(spec), "data": data.info()})
     trainer.load_state(payload)
     ui.info(f"resuming [cyan]{run_dir}[/] at epoch {done + 1}/{spec.train.epochs}; device {describe(dev)}")
@@ -292,36 +290,7 @@ def _fit(trainer: GanTrainer, data: ImageDataset, device: torch.device) -> Train
     try:
         trainer.fit(on_epoch)
     except (Interrupted, TrainingDiverged) as e:
-        _write_outputs(trainer, data, device, time.perf_counter() - t0, status="interrupted" if isinstance(e, Interrupted) else "diverged")
+        out.write_outputs(trainer, data, device, time.perf_counter() - t0, status="interrupted" if isinstance(e, Interrupted) else "diverged")
         raise
-    summary = _write_outputs(trainer, data, device, time.perf_counter() - t0, status="finished")
+    summary = out.write_outputs(trainer, data, device, time.perf_counter() - t0, status="finished")
     return TrainResult(run_dir, summary, trainer.history)
-
-
-def _write_outputs(trainer: GanTrainer, data: ImageDataset, device: torch.device, wall: float, status: str) -> dict:
-    """Loss figure, progress GIF, final samples and summary.json from whatever epochs are done."""
-    run_dir, h = trainer.run_dir, trainer.history
-    if h:
-        n = trainer.data.n_batches(trainer.spec.train.batch_size)
-        out.loss_figure(trainer.iters[:, :2].numpy(), [n * (i + 1) for i in range(len(h))], run_dir / "figures" / "losses.png",
-                        title=f"{run_dir.name}: GAN losses ({trainer.spec.model.arch}, {len(h)} epochs)")
-    frames = sorted((run_dir / "samples").glob("epoch_*.png"))
-    if frames:
-        out.write_gif(frames, run_dir / "samples" / "progress.gif")
-    z = torch.randn(100, trainer.spec.model.noise_dim, generator=torch.Generator().manual_seed(trainer.spec.train.seed + 3))
-    trainer.G.eval()
-    with torch.no_grad():
-        final = trainer.to_pixels(trainer.G(z.to(device))).cpu()
-    trainer.G.train()
-    out.save_grid(final, run_dir / "figures" / "final_samples.png", caption=f"100 samples after {trainer.epoch} epochs", ncol=10)
-    summary = {
-        "model": TASK, "arch": trainer.spec.model.arch, "status": status, "epochs": trainer.epoch,
-        "final": {k: h[-1][k] for k in ("d_loss", "g_loss", "d_real", "d_fake", "diversity")} if h else {},
-        "failure_detected": bool(trainer.failures), "failures": trainer.failures,
-        "wall_time_s": round(wall, 2), "train_time_s": round(sum(r["time_s"] for r in h), 2),
-        "images_per_s": round(float(np.mean([r["images_per_s"] for r in h])), 1) if h else 0.0,
-        "dataset": data.info(), "device": describe(device),
-        "params": {"G": sum(p.numel() for p in trainer.G.parameters()), "D": sum(p.numel() for p in trainer.D.parameters())},
-    }
-    runs.write_json(run_dir / "summary.json", summary)
-    return summary

@@ -1,4 +1,4 @@
-"""What a GAN run shows and checks: sample grids, the progress GIF, the loss figure (Fig. 7) and failure detectors."""
+"""What a GAN run shows and checks: sample grids, the progress GIF, the loss figure (Fig. 7), summary.json and failure detectors."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from udlcli.engine import runs
+from udlcli.engine.device import describe
 
 EQUILIBRIUM_G = math.log(2)  # G loss when D(G(z)) = 1/2
 EQUILIBRIUM_D = 2 * math.log(2)  # D loss (real + fake terms) when D outputs 1/2 everywhere
@@ -97,6 +100,38 @@ def loss_figure(iters: np.ndarray, epoch_ends: Sequence[int], path: Path, title:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+# ---------------------------------------------------------------- the run folder's figures and summary
+
+
+def write_outputs(trainer, data, device: torch.device, wall: float, status: str) -> dict:
+    """Loss figure, progress GIF, final samples and summary.json of a GanTrainer, from whatever epochs are done."""
+    run_dir, h = trainer.run_dir, trainer.history
+    if h:
+        n = trainer.data.n_batches(trainer.spec.train.batch_size)
+        loss_figure(trainer.iters[:, :2].numpy(), [n * (i + 1) for i in range(len(h))], run_dir / "figures" / "losses.png",
+                    title=f"{run_dir.name}: GAN losses ({trainer.spec.model.arch}, {len(h)} epochs)")
+    frames = sorted((run_dir / "samples").glob("epoch_*.png"))
+    if frames:
+        write_gif(frames, run_dir / "samples" / "progress.gif")
+    z = torch.randn(100, trainer.spec.model.noise_dim, generator=torch.Generator().manual_seed(trainer.spec.train.seed + 3))
+    trainer.G.eval()
+    with torch.no_grad():
+        final = trainer.to_pixels(trainer.G(z.to(device))).cpu()
+    trainer.G.train()
+    save_grid(final, run_dir / "figures" / "final_samples.png", caption=f"100 samples after {trainer.epoch} epochs", ncol=10)
+    summary = {
+        "model": "gan", "arch": trainer.spec.model.arch, "status": status, "epochs": trainer.epoch,
+        "final": {k: h[-1][k] for k in ("d_loss", "g_loss", "d_real", "d_fake", "diversity")} if h else {},
+        "failure_detected": bool(trainer.failures), "failures": trainer.failures,
+        "wall_time_s": round(wall, 2), "train_time_s": round(sum(r["time_s"] for r in h), 2),
+        "images_per_s": round(float(np.mean([r["images_per_s"] for r in h])), 1) if h else 0.0,
+        "dataset": data.info(), "device": describe(device),
+        "params": {"G": sum(p.numel() for p in trainer.G.parameters()), "D": sum(p.numel() for p in trainer.D.parameters())},
+    }
+    runs.write_json(run_dir / "summary.json", summary)
+    return summary
 
 
 # ---------------------------------------------------------------- failure detection
