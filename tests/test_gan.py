@@ -103,3 +103,10 @@ def test_resume_continues_exactly(tmp_path, sample_data):
     # a healthy (if short) run: D is far from winning
     assert detect_d_wins(both.history, patience=2, floor=0.05) is None
     assert all(math.isfinite(r["d_loss"]) and 0 < r["d_real"] < 1 for r in both.history)
+
+
+def test_example_spec_is_the_defaults():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "gan.yaml"
+    assert gan.resolve_gan_spec(str(example)) == gan.resolve_gan_spec()

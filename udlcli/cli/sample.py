@@ -34,7 +34,7 @@ def _sampler(kind: str):
 
 
 def sample(
-    kind: Annotated[str, typer.Argument(help="What to sample from: ae (a Gaussian fitted to the AE's latent codes), vae (the VAE's prior).", show_default=False)],
+    kind: Annotated[str, typer.Argument(help="What to sample from: ae (a Gaussian fitted to the AE's latent codes), vae (the VAE's prior), gan (the GAN's generator).", show_default=False)],
     run: Annotated[Optional[Path], typer.Argument(help="Run folder or checkpoint. Default: the newest run of KIND.", show_default=False)] = None,
     n: Annotated[Optional[int], typer.Option("--n", help="Number of samples (default 64).")] = None,
     gmm: Annotated[Optional[int], typer.Option("--gmm", help="ae: fit a K-component Gaussian mixture instead of one Gaussian.", rich_help_panel="AE")] = None,
