@@ -11,7 +11,7 @@ from typing_extensions import Annotated
 from udlcli import ui
 from udlcli.cli.common import DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
 
-MODELS_HELP = "Model to train: ae (the report's conv autoencoder). Default: model.name of --config, else ae."
+MODELS_HELP = "Model to train: ae (the report's conv autoencoder), vae (a conv VAE). Default: model.name of --config, else ae."
 
 
 def train(
