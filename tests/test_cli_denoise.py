@@ -8,17 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from test_cli_train import _only_error_line  # the suite's check: one error line, no traceback
 from udlcli.cli.app import app
 from udlcli.engine.checkpoint import save_checkpoint
-
-
-def _only_error_line(result) -> str:
-    out = result.output.strip()
-    assert "Traceback" not in out
-    lines = [l for l in out.splitlines() if l.strip()]
-    assert lines and lines[-1].startswith("error:"), out
-    assert not any(l.startswith("error:") for l in lines[:-1]), out
-    return lines[-1]
 
 
 @pytest.fixture
