@@ -3,7 +3,7 @@
 The issue's target: median pruning trains at most half the epochs, with a best validation loss within 5%.
 Usage (the budget used for the issue note; run it with nice on a shared machine):
 
-    python benchmarks/tune_pruning.py --trials 16 --max-epochs 5 --limit 300 --channels 4 12
+    python benchmarks/tune_pruning.py --trials 20 --max-epochs 5 --limit 1000 --batch-size 64 --channels 4 12
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def main() -> None:
     ap.add_argument("--max-epochs", type=int, default=6)
     ap.add_argument("--dataset", default="mnist-sample")
     ap.add_argument("--limit", type=int, default=1000)
+    ap.add_argument("--batch-size", type=int, default=64, help="small batches give a trial enough steps on a small split")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--channels", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
                     help="narrow the channels range (the report's is 4 32) to fit a small CPU budget")
@@ -40,14 +41,14 @@ def main() -> None:
         config = args.out / "search.yaml"
         args.out.mkdir(parents=True, exist_ok=True)
         config.write_text(f"search:\n  channels: [{args.channels[0]}, {args.channels[1]}]\n")
-    print(f"budget: {args.trials} trials x max {args.max_epochs} epochs, {args.dataset} limit {args.limit} (80/20 split), seed {args.seed}, "
+    print(f"budget: {args.trials} trials x max {args.max_epochs} epochs, {args.dataset} limit {args.limit} (80/20 split), batch {args.batch_size}, seed {args.seed}, "
           f"channels {args.channels or 'the report range 4-32'}; other ranges as the report's")
     res = {}
     for pruner in ("none", "median"):
         t0 = time.perf_counter()
         opts = TuneOptions(objective="ae", study_name=f"prune-{pruner}", trials=args.trials, max_epochs=args.max_epochs,
                            pruner=pruner, seed=args.seed, out=args.out)
-        r = tune(opts, str(config) if config else None, {"data.dataset": args.dataset, "data.limit": args.limit, "train.device": "cpu"})
+        r = tune(opts, str(config) if config else None, {"data.dataset": args.dataset, "data.limit": args.limit, "train.batch_size": args.batch_size, "train.device": "cpu"})
         s = r.summary
         res[pruner] = (s["epochs_trained"], s["best"]["value"], time.perf_counter() - t0, s["pruned"])
         print(f"pruner {pruner:6s}: {s['epochs_trained']:4d} epochs trained, {s['pruned']:2d} pruned, best val MSE {s['best']['value']:.5f}, "

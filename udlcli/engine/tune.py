@@ -180,7 +180,9 @@ def fail_orphans(study) -> int:
     from optuna.trial import TrialState
 
     if is_heartbeat_enabled(study._storage):
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
     host, n = socket.gethostname(), 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("udl_worker")
@@ -217,15 +219,18 @@ def _rank(study, number: int) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=live) if t.number < number)
 
 
-def work(plan: Plan, worker: int, stop, on_trial: Callable[[dict], None] | None = None) -> None:
-    """One worker: run trials until the study has plan.trials finished ones, the deadline passes, or stop is set."""
+def work(plan: Plan, worker: int, stop, on_trial: Callable[[dict], None] | None = None, obj=None) -> None:
+    """One worker: run trials until the study has plan.trials finished ones, the deadline passes, or stop is set.
+
+    obj: the objective already resolved in this process (its loaded data and AE are reused); workers build their own.
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(plan.storage, plan.storage_kind)
     sampler = optuna.samplers.TPESampler(seed=plan.seed + worker)  # workers must not draw the same startup trials
     study = optuna.load_study(study_name=plan.study, storage=storage, sampler=sampler, pruner=make_pruner(plan.pruner, plan.max_epochs))
-    obj = OBJECTIVES[plan.objective](plan.base, OBJECTIVES[plan.objective].search_cls.model_validate(plan.search))
+    obj = obj or OBJECTIVES[plan.objective](plan.base, OBJECTIVES[plan.objective].search_cls.model_validate(plan.search))
     obj.load(Path(plan.root))
     me = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -332,7 +337,7 @@ def tune(opts: TuneOptions, config_path: str | None = None, flags: dict | None =
     if c["finished"] >= n:
         ui.info(f"the study already has {c['finished']} finished trials (asked for {n}); nothing to run. Give a larger --trials to continue it")
     elif opts.n_jobs == 1:
-        interrupted = _run_here(plan)
+        interrupted = _run_here(plan, obj)
     else:
         interrupted = _run_workers(plan, opts.n_jobs, study)
     fail_orphans(study)
@@ -371,12 +376,12 @@ def _on_sigint(stop: threading.Event | object):
     return handler
 
 
-def _run_here(plan: Plan) -> bool:
+def _run_here(plan: Plan, obj) -> bool:
     stop = threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, _on_sigint(stop)) if in_main else None
     try:
-        work(plan, 0, stop, on_trial=lambda c: ui.console.print(f"[bold]study[/] {status_line(c, plan.trials)}"))
+        work(plan, 0, stop, on_trial=lambda c: ui.console.print(f"[bold]study[/] {status_line(c, plan.trials)}"), obj=obj)
     finally:
         if in_main:
             signal.signal(signal.SIGINT, old)

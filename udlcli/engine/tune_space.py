@@ -114,7 +114,8 @@ class AEObjective:
         """Load the data once per worker; every trial reuses it."""
         from udlcli.engine.train import _setup
 
-        self.device, self.data = _setup(self.spec_for({}))
+        if self.data is None:
+            self.device, self.data = _setup(self.spec_for({}))
 
     def data_key(self) -> dict:
         d = self.base["data"]
@@ -148,6 +149,8 @@ class FinetuneObjective(AEObjective):
     name = "finetune"
     metric = "validation cross-entropy"
     search_cls = FinetuneSearch
+    prep = None
+    """udl finetune's Prepared (AE run, data, device), loaded once per process."""
 
     @classmethod
     def resolve(cls, config_path: str | None, flags: dict, sets: Sequence[str], root: Path) -> "FinetuneObjective":
@@ -163,7 +166,7 @@ class FinetuneObjective(AEObjective):
     def load(self, root: Path) -> None:
         from udlcli.engine.finetune import FinetuneSpec, prepare
 
-        if getattr(self, "prep", None) is None:
+        if self.prep is None:
             self.prep = prepare(config.validate(FinetuneSpec, self.base, source="finetune spec"), root)
 
     def spec_for(self, params: dict):
