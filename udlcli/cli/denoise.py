@@ -9,7 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import DataDirOpt, DeviceOpt, NameOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
 
 NOISE = "Noise"
 
@@ -36,10 +36,10 @@ def denoise(
     run: Annotated[Optional[Path], typer.Option(help="The DAE run --input uses (default: the newest under runs/denoise/).", rich_help_panel="Your images")] = None,
     keep_size: Annotated[bool, typer.Option("--keep-size", help="Scale outputs back to each input's size (default 28x28).", rich_help_panel="Your images")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Runs root (default runs); with --input, the folder for the cleaned PNGs.", rich_help_panel="Run")] = None,
-    name: NameOpt = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name (auto-incremented if taken). Default: dae.", rich_help_panel="Run")] = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
-    seed: SeedOpt = None,
+    seed: SeedOpt = None,  # with --eval: the seed of the test noise
     quiet: QuietOpt = False,
 ) -> None:
     """Train a denoising AE and measure it in PSNR/SSIM (runs/denoise/<name>/), evaluate one, or clean your images."""
