@@ -106,3 +106,21 @@ def confusion(cm, classes: Sequence[str], path: Path, title: str = "") -> Path:
     if title:
         ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def scatter_labels(xy, labels, classes: Sequence[str], path: Path, title: str = "", xlabel: str = "", ylabel: str = "") -> Path:
+    """2-D points (N, 2) coloured by integer label, with a legend of class names (the report's Figs. 3 and 11)."""
+    xy, labels = np.asarray(xy), np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    size = max(1.0, min(12.0, 20000 / max(len(xy), 1)))  # smaller dots for more points
+    for c in np.unique(labels):
+        m = labels == c
+        name = classes[c] if 0 <= c < len(classes) else "unlabeled"
+        ax.scatter(xy[m, 0], xy[m, 1], s=size, color=cmap(int(c) % cmap.N) if c >= 0 else "grey", label=name, alpha=0.7, linewidths=0)
+    ax.legend(markerscale=max(1.0, 20 / size) ** 0.5, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)

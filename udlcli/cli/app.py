@@ -9,6 +9,7 @@ from typing_extensions import Annotated
 
 from udlcli import __version__
 from udlcli.cli import gan as gan_cmd
+from udlcli.cli import embed as embed_cmd
 from udlcli.cli import sample as sample_cmd
 from udlcli.cli import finetune as finetune_cmd
 from udlcli.cli import evaluate as evaluate_cmd
@@ -34,6 +35,7 @@ app.command("evaluate", no_args_is_help=True)(evaluate_cmd.evaluate)
 app.command("finetune")(finetune_cmd.finetune)
 app.command("gan", no_args_is_help=False)(gan_cmd.gan)
 app.command("sample")(sample_cmd.sample)
+app.command("embed")(embed_cmd.embed)
 app.command("tune")(tune_cmd.tune)
 
 

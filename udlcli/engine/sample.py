@@ -160,8 +160,8 @@ def _interpolate(loaded: LoadedRun, data, dev, pair: tuple[str, str], by_class: 
     stem = f"{prefix}_interpolate_{_slug(names[0])}_{_slug(names[1])}" if by_class else f"{prefix}_interpolate_index_{idx[0]}_{idx[1]}"
     cols = [f"#{idx[0]} ({names[0]})"] + [f"t={v:.2f}" for v in t[:, 0]] + [f"#{idx[1]} ({names[1]})"]
     out = loaded.run_dir / "samples"
-    png = plots.image_rows([torch.cat([ends[:1], walk, ends[1:]])], ["decoded"], out / f"{stem}.png",
-                           title=f"Linear walk in the latent space from test image #{idx[0]} to #{idx[1]}", col_labels=cols)
+    # No suptitle: it would sit on the column labels of a one-row figure; those name both test images.
+    png = plots.image_rows([torch.cat([ends[:1], walk, ends[1:]])], ["latent walk"], out / f"{stem}.png", col_labels=cols)
     js = runs.write_json(out / f"{stem}.json", {**meta, "test_indices": idx, "labels": names, "steps": STEPS})
     ui.info(f"walk between test images #{idx[0]} ({names[0]}) and #{idx[1]} ({names[1]})")
     return SampleResult(loaded.run_dir, [png, js], {"from": f"test #{idx[0]} ({names[0]})", "to": f"test #{idx[1]} ({names[1]})", "steps": str(STEPS)})
