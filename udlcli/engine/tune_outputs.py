@@ -72,12 +72,13 @@ def figures(study, trials, folder: Path, metric: str, names: list[str]) -> None:
     }
     for name, draw in drawings.items():
         try:
-            with warnings.catch_warnings():
+            # optuna switches matplotlib to its own style globally; rc_context puts ours back afterwards
+            with warnings.catch_warnings(), plots.plt.rc_context():
                 warnings.simplefilter("ignore")  # optuna's matplotlib backend is marked experimental
                 ax = draw()
-            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-            fig.set_size_inches(max(fig.get_size_inches()[0], 8), max(fig.get_size_inches()[1], 5))
-            plots._save(fig, folder / name)
+                fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+                fig.set_size_inches(max(fig.get_size_inches()[0], 8), max(fig.get_size_inches()[1], 5))
+                plots._save(fig, folder / name)
         except Exception as e:  # e.g. importances need two complete trials with different values
             plots.plt.close("all")
             ui.info(f"figures/{name} not drawn yet: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
