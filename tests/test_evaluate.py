@@ -68,7 +68,7 @@ def test_one_class_folder_is_flagged(data_dir, test_split, tmp_path, runner):
     r = runner.invoke(app, ["evaluate", "--images", str(tmp_path / "ones"), "--data-dir", str(data_dir), "--dataset", "mnist-sample", "-q"])
     assert r.exit_code == 0, r.output
     saved = json.loads((tmp_path / "ones" / "evaluation.json").read_text())
-    assert not saved["balance"]["balanced"] and saved["balance"]["max_class"] == 1 and saved["balance"]["max_share"] > 0.9
+    assert not saved["balance"]["balanced"] and saved["balance"]["max_class"] == 1 and saved["balance"]["max_share"] > 0.5
     assert "FID (udl-LeNet)" in r.output and "ceiling: train split" in r.output and "floor: uniform noise" in r.output
     assert "unbalanced or collapsed" in r.output
 
