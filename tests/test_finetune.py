@@ -101,3 +101,13 @@ def test_bad_specs_are_one_line_errors_and_write_nothing(ae_runs, tmp_path):
     with pytest.raises(CheckpointError, match="not a udl finetune checkpoint"):
         ft.resume(aes[7])
     assert not (tmp_path / "finetune").exists()
+
+
+def test_same_seed_same_numbers_and_nothing_written(ae_runs, tmp_path):
+    """fit_head (the tuning objective) twice from one prepared spec: identical histories, no files."""
+    _, aes = ae_runs
+    prep = ft.prepare(_spec(aes[7], "finetune.hidden=32", "train.epochs=1", "data.limit=800"), tmp_path)
+    rows = [ft.fit_head(prep).history[0] for _ in range(2)]
+    assert {k: v for k, v in rows[0].items() if "time" not in k and "per_s" not in k} == \
+           {k: v for k, v in rows[1].items() if "time" not in k and "per_s" not in k}
+    assert not any(tmp_path.iterdir())

@@ -83,7 +83,7 @@ def finetune(
             if print_spec:
                 from udlcli.config import dump_yaml
 
-                ui.console.print(dump_yaml(spec.model_dump(mode="json", exclude_unset=False)), end="", markup=False)
+                ui.console.print(dump_yaml(spec.model_dump(mode="json")), end="", markup=False, soft_wrap=True)
                 return
             result = engine.finetune(spec, opts)
     _report(result)
