@@ -59,3 +59,29 @@ def offline(monkeypatch):
     from udlcli.data import sources
 
     monkeypatch.setattr(sources, "download_torchvision", lambda name, root, timeout=15.0: "URLError: offline")
+
+
+@pytest.fixture(scope="session")
+def latent_runs(tmp_path_factory) -> dict[str, Path]:
+    """A small real AE (latent 7, 2 epochs on 2,000 mnist-sample digits) and a tiny VAE with a 2-D latent space.
+
+    Trained once per session for the tests of the commands that read a latent space (udl embed, udl sample ae).
+    """
+    from udlcli.cli.app import app
+
+    root = tmp_path_factory.mktemp("latent_runs")
+    tiny = ["--dataset", "mnist-sample", "--channels", "4", "-q", "--out", str(root)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        for args in (["ae", "--limit", "2000", "--batch-size", "32", "--epochs", "2"], ["vae", "--latent-dim", "2", "--limit", "300", "--epochs", "1"]):
+            r = CliRunner().invoke(app, ["train", *args, *tiny])
+            assert r.exit_code == 0, r.output
+    return {"root": root, "ae": root / "ae" / "ae", "vae": root / "vae" / "vae"}
+
+
+def one_error_line(result) -> str:
+    """The output of a failed command is exactly one 'error: ...' line with no traceback; returns that line."""
+    lines = [l for l in result.output.strip().splitlines() if l.strip()]
+    assert "Traceback" not in result.output and lines and lines[-1].startswith("error:"), result.output
+    assert not any(l.startswith("error:") for l in lines[:-1]), result.output
+    return lines[-1]

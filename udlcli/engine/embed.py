@@ -6,7 +6,7 @@ The scores let runs be compared without judging scatter plots by eye:
   - sklearn's trustworthiness of the map (k=10): how far the map's neighbours are true neighbours.
 
 t-SNE is openTSNE's FFT-accelerated t-SNE (benchmarks/embed_tsne.py, docs/embed.md): on 10,000
-codes it is several times faster than scikit-learn's default with the same trustworthiness.
+codes it took about a third of scikit-learn's default time, with the same trustworthiness.
 """
 
 from __future__ import annotations
