@@ -8,13 +8,12 @@ import typer
 from typing_extensions import Annotated
 
 from udlcli import __version__
-from udlcli.cli import gan as gan_cmd
+from udlcli.cli import denoise as denoise_cmd
 from udlcli.cli import embed as embed_cmd
-from udlcli.cli import sample as sample_cmd
-from udlcli.cli import finetune as finetune_cmd
 from udlcli.cli import evaluate as evaluate_cmd
 from udlcli.cli import finetune as finetune_cmd
-from udlcli.cli import denoise as denoise_cmd
+from udlcli.cli import gan as gan_cmd
+from udlcli.cli import sample as sample_cmd
 from udlcli.cli import train as train_cmd
 from udlcli.cli import tune as tune_cmd
 
@@ -28,15 +27,15 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+# In the order of the report's workflow, which is also the order `udl --help` lists them.
 app.command("train", no_args_is_help=False)(train_cmd.train)
-app.command("denoise", no_args_is_help=False)(denoise_cmd.denoise)
-app.command("finetune")(finetune_cmd.finetune)
-app.command("evaluate", no_args_is_help=True)(evaluate_cmd.evaluate)
-app.command("finetune")(finetune_cmd.finetune)
-app.command("gan", no_args_is_help=False)(gan_cmd.gan)
-app.command("sample")(sample_cmd.sample)
-app.command("embed")(embed_cmd.embed)
 app.command("tune")(tune_cmd.tune)
+app.command("embed")(embed_cmd.embed)
+app.command("sample")(sample_cmd.sample)
+app.command("finetune")(finetune_cmd.finetune)
+app.command("denoise", no_args_is_help=False)(denoise_cmd.denoise)
+app.command("gan", no_args_is_help=False)(gan_cmd.gan)
+app.command("evaluate", no_args_is_help=True)(evaluate_cmd.evaluate)
 
 
 def _version(value: bool) -> None:
