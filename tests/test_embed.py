@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import csv
 import json
 from pathlib import Path
@@ -49,6 +51,7 @@ def test_pca_and_tsne_maps_are_written_and_scored(runner, latent_runs):
     assert tsne["metrics"]["knn5_map"] > pca["metrics"]["knn5_map"]
 
 
+@pytest.mark.slow  # three t-SNE runs: ~50 s on 2 cores
 def test_same_seed_same_map(latent_runs, tmp_path):
     a = embed(latent_runs["ae"], method="tsne", n=200, seed=1)
     first = (latent_runs["ae"] / "embed" / "tsne.csv").read_text()

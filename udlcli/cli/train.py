@@ -19,7 +19,7 @@ def train(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML run spec with data:/model:/train: sections.")] = None,
     set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override any spec field: --set train.lr=1e-3 (repeatable).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (with --resume: the new total).", rich_help_panel="Training")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 256).", rich_help_panel="Training")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (AE default 128).", rich_help_panel="Training")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (AE default: the report's 0.002218).", rich_help_panel="Training")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (AE default 1.01e-5).", rich_help_panel="Training")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam | sgd | rmsprop.", rich_help_panel="Training")] = None,
