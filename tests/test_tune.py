@@ -65,13 +65,22 @@ def test_two_workers_share_a_postgresql_study(runs, tmp_path):
 
 
 def test_ctrl_c_stops_after_the_epoch_and_the_study_resumes(runs, tmp_path):
-    """A real SIGINT during a trial: that trial is marked failed after its epoch; the same call then finishes the study."""
+    """A real SIGINT during a trial: that trial is marked failed after its epoch; the same call then finishes the study.
+
+    Trials may run 40 epochs so the signal lands inside one even on a fast, idle machine (with 3 tiny
+    epochs the first trial could finish before the poller's SIGINT arrived).
+    """""
     search = _tiny_search(tmp_path)
     db = runs / "tune" / "ae-study" / "study.db"
 
     def press_ctrl_c():  # as soon as a trial has reported an epoch
+        # Let the engine create the database first: a second process creating optuna's schema at the
+        # same moment makes one of them fail ("table alembic_version already exists").
+        while not db.exists():
+            time.sleep(0.05)
+        time.sleep(1.0)
         while True:
-            time.sleep(0.2)
+            time.sleep(0.05)
             try:
                 trials = optuna.load_study(study_name="ae-study", storage=f"sqlite:///{db}").get_trials(deepcopy=False)
             except Exception:
@@ -81,13 +90,13 @@ def test_ctrl_c_stops_after_the_epoch_and_the_study_resumes(runs, tmp_path):
                 return
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
-    first = engine.tune(_opts(runs, trials=2, max_epochs=3), search, DATA)
+    first = engine.tune(_opts(runs, trials=2, max_epochs=40), search, DATA)
     assert first.interrupted
     study = optuna.load_study(study_name="ae-study", storage=f"sqlite:///{db}")
     stopped = [t for t in study.get_trials() if t.state == TrialState.FAIL]
     assert len(stopped) == 1 and stopped[0].user_attrs["udl_note"].startswith("interrupted after epoch")
-    assert len(stopped[0].intermediate_values) < 3  # it stopped before its last epoch
-    again = engine.tune(_opts(runs, trials=2, max_epochs=3), search, DATA)
+    assert len(stopped[0].intermediate_values) < 40  # it stopped before its last epoch
+    again = engine.tune(_opts(runs, trials=2, max_epochs=40), search, DATA)
     assert not again.interrupted and again.summary["finished"] == 2 and again.summary["failed"] == 1
 
 
