@@ -61,5 +61,14 @@ def friendly_errors() -> Iterator[None]:
         raise error(f"unexpected {e.__class__.__name__}: {e} (this is a bug in udl; rerun with UDL_DEBUG=1 for the traceback)") from None
 
 
+def refuse_changes_on_resume(changed: list[str]) -> None:
+    """--resume continues a run with its own spec: name the options that would change it, in one line."""
+    if changed:
+        from udlcli.errors import SpecError
+
+        flags = ", --".join(k.replace("_", "-") for k in changed)
+        raise SpecError(f"--resume continues a run with its own spec; only --epochs and --device may change (got --{flags})")
+
+
 def setup(quiet: bool) -> None:
     ui.set_quiet(quiet)

@@ -10,7 +10,7 @@ import typer
 from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import refuse_changes_on_resume, DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
 
 HEAD = "Head"
 TRAIN = "Training"
@@ -67,9 +67,7 @@ def finetune(
             others = dict(ae=ae, hidden=hidden, dropout=dropout, unfreeze=unfreeze, encoder_lr=encoder_lr, init_head=init_head, baselines=baselines,
                           batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, dataset=dataset, limit=limit,
                           config=config, set=set_, seed=seed, data_dir=data_dir)
-            given = [k for k, v in others.items() if v is not None]
-            if given:
-                raise SpecError(f"--resume continues a run with its own spec; only --epochs and --device may change (got --{', --'.join(k.replace('_', '-') for k in given)})")
+            refuse_changes_on_resume([k for k, v in others.items() if v is not None])
             result = engine.resume(resume, epochs=epochs, device=device, opts=opts)
         else:
             flags = {

@@ -9,7 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import refuse_changes_on_resume, DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
 
 
 def gan(
@@ -42,10 +42,7 @@ def gan(
         if resume is not None:
             others = {k: v for k, v in dict(config=config, set=set_, batch_size=batch_size, lr=lr, d_steps=d_steps, label_smoothing=label_smoothing,
                                            arch=arch, noise_dim=noise_dim, dataset=dataset, limit=limit, seed=seed, data_dir=data_dir, name=name).items() if v}
-            if others:
-                from udlcli.errors import SpecError
-
-                raise SpecError(f"--resume continues a run with its own spec; only --epochs and --device may change (got --{', --'.join(k.replace('_', '-') for k in others)})")
+            refuse_changes_on_resume(list(others))
             result = engine.resume_gan(resume, epochs=epochs, device=device)
         else:
             flags = {

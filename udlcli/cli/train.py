@@ -9,7 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import refuse_changes_on_resume, DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
 
 MODELS_HELP = "Model to train: ae (the report's conv autoencoder), vae (a conv VAE). Default: model.name of --config, else ae."
 
@@ -48,10 +48,7 @@ def train(
             others = {k: v for k, v in dict(model=model, config=config, set=set_, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                            optimizer=optimizer, channels=channels, latent_dim=latent_dim, beta=beta, recon=recon, dataset=dataset, limit=limit,
                                            seed=seed, data_dir=data_dir).items() if v}
-            if others:
-                from udlcli.errors import SpecError
-
-                raise SpecError(f"--resume continues a run with its own spec; only --epochs and --device may change (got --{', --'.join(k.replace('_', '-') for k in others)})")
+            refuse_changes_on_resume(list(others))
             result = engine.resume(resume, epochs=epochs, device=device, opts=opts)
         else:
             from udlcli.engine.spec import resolve_spec, spec_to_dict
