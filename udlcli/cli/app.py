@@ -13,6 +13,7 @@ from udlcli.cli import embed as embed_cmd
 from udlcli.cli import evaluate as evaluate_cmd
 from udlcli.cli import finetune as finetune_cmd
 from udlcli.cli import gan as gan_cmd
+from udlcli.cli import reproduce as reproduce_cmd
 from udlcli.cli import sample as sample_cmd
 from udlcli.cli import train as train_cmd
 from udlcli.cli import tune as tune_cmd
@@ -36,6 +37,7 @@ app.command("finetune")(finetune_cmd.finetune)
 app.command("denoise", no_args_is_help=False)(denoise_cmd.denoise)
 app.command("gan", no_args_is_help=False)(gan_cmd.gan)
 app.command("evaluate", no_args_is_help=True)(evaluate_cmd.evaluate)
+app.command("reproduce", no_args_is_help=False)(reproduce_cmd.reproduce)
 
 
 def _version(value: bool) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from importlib import import_module
 from pathlib import Path
 from typing import Optional
 
@@ -13,24 +12,7 @@ from typing_extensions import Annotated
 from udlcli import ui
 from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
 
-# KIND -> "module:function", imported only when used so `udl --help` does not import torch.
-# A sampler takes run, root, seed, data_dir, device, command, plus the options below that apply to it.
-SAMPLERS = {
-    "ae": "udlcli.engine.sample:sample_ae",
-    "gan": "udlcli.engine.gan_sample:sample_gan",
-    "vae": "udlcli.engine.sample_vae:sample_vae",
-}
-
 RootOpt = Annotated[Path, typer.Option("--out", help="Runs root searched for the newest run when RUN is not given.", rich_help_panel="Run")]
-
-
-def _sampler(kind: str):
-    from udlcli.errors import SpecError
-
-    if kind not in SAMPLERS:
-        raise SpecError(f"udl sample {kind}: unknown or not yet available kind; choose one of: {', '.join(SAMPLERS)}")
-    module, func = SAMPLERS[kind].split(":")
-    return getattr(import_module(module), func)
 
 
 def sample(
@@ -58,7 +40,9 @@ def sample(
     with friendly_errors():
         from udlcli.errors import SpecError
 
-        fn = _sampler(kind)
+        from udlcli.engine.samplers import sampler
+
+        fn = sampler(kind)
         # Options that only some kinds take are passed only when given, and refused by a kind that does not take them.
         given = {k: v for k, v in dict(n=n, gmm=gmm, interpolate=interpolate, interpolate_index=interpolate_index,
                                            grid=grid or None, size=size, dims=dims, range_=range_, anchor=anchor).items() if v is not None}

@@ -10,7 +10,7 @@ from udlcli.errors import CheckpointError
 WEIGHTS = "weights"
 
 
-def new_run_dir(root: Path | str, task: str, name: str | None = None) -> Path:
+def new_run_dir(root: Path | str, task: str, name: str | None = None, subdirs: tuple[str, ...] = (WEIGHTS, "figures")) -> Path:
     """Create and return runs/<task>/<name>, adding 2, 3, ... when the name is taken (never overwrites)."""
     base = Path(root) / task
     stem = name or task
@@ -19,8 +19,8 @@ def new_run_dir(root: Path | str, task: str, name: str | None = None) -> Path:
         i += 1
         candidate = base / f"{stem}{i}"
     candidate.mkdir(parents=True)
-    (candidate / WEIGHTS).mkdir()
-    (candidate / "figures").mkdir()
+    for sub in subdirs:
+        (candidate / sub).mkdir()
     return candidate
 
 

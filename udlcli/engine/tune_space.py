@@ -73,22 +73,11 @@ class FinetuneSearch(Search):
     """Dropout p of the head (the report's 0 .. 0.5)."""
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    """{'train': {'lr': 1}} -> {'train.lr': 1}: a YAML file's values as flags for the spec resolvers."""
-    out: dict = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _split_file(config_path: str | None) -> tuple[dict, dict]:
     """A tune YAML file: (its `search:` section, everything else as flat flags)."""
     data = config.load_yaml(config_path) if config_path else {}
     search = data.pop("search", None) or {}
-    return search, _flatten(data)
+    return search, config.flatten(data)
 
 
 class AEObjective:

@@ -1,0 +1,34 @@
+"""`udl reproduce [STUDY]`: parse options, run the study's steps through the engine, print where the report is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from udlcli import ui
+from udlcli.cli.common import DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
+
+
+def reproduce(
+    study: Annotated[Optional[Path], typer.Argument(help="Study YAML with steps: and profiles:. Default: examples/report.yaml.", show_default=False)] = None,
+    profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Budget profile of the study: quick (default, CPU-friendly) | full (the report's budgets).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this report folder (runs/report/<name>), skipping finished steps.")] = None,
+    only: Annotated[Optional[List[str]], typer.Option("--only", help="Rerun just this step (repeatable); its inputs must have finished.")] = None,
+    from_: Annotated[Optional[str], typer.Option("--from", help="Rerun this step and every step after it.")] = None,
+    out: OutOpt = Path("runs"),
+    name: NameOpt = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the whole study of the report (tune, train, embed, sample, finetune, denoise, VAE, GAN, evaluate) and write report.md and report.html."""
+    setup(quiet)
+    with friendly_errors():
+        from udlcli.engine.reproduce import reproduce as engine
+
+        result = engine(study, profile, out, name, resume, only, from_, device, seed, data_dir, command_line())
+    ui.console.print(f"ran {len(result.ran)} step(s); report: {result.files[0]} and {result.files[1]}", soft_wrap=True)

@@ -1,0 +1,232 @@
+"""The `udl reproduce` study file: named steps, their references and profiles, validated with YAML line numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import ConfigDict, Field, ValidationError
+
+from udlcli import config
+from udlcli.config import Strict
+from udlcli.errors import SpecError
+
+# ---------------------------------------------------------------- one model per command a step can run
+
+
+class _Step(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    run: str
+    """The command as typed after `udl`, e.g. "train ae", "tune finetune", "sample vae"."""
+    title: Optional[str] = None
+    """A caption for the report; default: the run line."""
+
+
+class _Trains(_Step):
+    spec: dict = {}
+    """Fields of the command's run spec (data/model/train/...), as in its --config YAML."""
+
+
+class TuneStep(_Trains):
+    trials: int = Field(20, ge=1)
+    max_epochs: int = Field(10, ge=1)
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    n_jobs: int = Field(1, ge=1)
+    from_: Optional[str] = Field(None, alias="from")
+    """tune finetune: the step whose AE is searched on."""
+
+
+class TrainStep(_Trains):
+    best_of: Optional[str] = None
+    """A tune step: start from its best.yaml (the step's own spec is layered on top)."""
+
+
+class EmbedStep(_Step):
+    from_: str = Field(alias="from")
+    method: Literal["pca", "tsne"] = "tsne"
+    n: Optional[int] = Field(None, ge=10)
+    perplexity: Optional[float] = Field(None, gt=0)
+
+
+class SampleStep(_Step):
+    from_: str = Field(alias="from")
+    n: Optional[int] = Field(None, ge=1)
+    grid: bool = False
+    size: Optional[int] = Field(None, ge=2)
+    interpolate: Optional[str] = None
+
+
+class FinetuneStep(_Trains):
+    from_: str = Field(alias="from")
+    best_of: Optional[str] = None
+
+
+class DenoiseStep(_Trains):
+    like: Optional[str] = None
+    """An AE step whose architecture the DAE copies and which it is compared with."""
+
+
+class GanStep(_Trains):
+    pass
+
+
+class EvaluateStep(_Step):
+    runs: list[str] = Field(min_length=1)
+    n: int = Field(10_000, ge=100)
+
+
+# command -> (model, accepted second words or None for none)
+COMMANDS: dict[str, tuple[type[_Step], tuple[str, ...] | None]] = {
+    "tune": (TuneStep, ("ae", "finetune")),
+    "train": (TrainStep, ("ae", "vae", "dae", "lenet")),
+    "embed": (EmbedStep, None),
+    "sample": (SampleStep, ("ae", "vae", "gan")),
+    "finetune": (FinetuneStep, None),
+    "denoise": (DenoiseStep, None),
+    "gan": (GanStep, None),
+    "evaluate": (EvaluateStep, None),
+}
+REF_FIELDS = ("from_", "best_of", "like", "runs")
+TOP_KEYS = ("name", "description", "data", "steps", "profiles")
+
+
+@dataclass
+class Step:
+    name: str
+    command: str
+    what: str | None
+    """The word after the command: the model, objective or sample kind."""
+    params: _Step
+    needs: list[str] = field(default_factory=list)
+
+    def refs(self, attr: str) -> list[str]:
+        v = getattr(self.params, attr, None)
+        return [] if v is None else list(v) if isinstance(v, list) else [v]
+
+
+@dataclass
+class Study:
+    path: Path
+    name: str
+    profile: str
+    data: dict
+    steps: dict[str, Step]
+    """In dependency order (ties keep the file's order)."""
+    description: str = ""
+    profiles: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- YAML with line numbers
+
+
+def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map each key path of a composed YAML document to its 1-based line."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            out[path + (k.value,)] = k.start_mark.line + 1
+            _lines(v, path + (k.value,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _lines(v, path + (i,), out)
+    return out
+
+
+def _read(path: Path) -> tuple[dict, dict[tuple, int]]:
+    data = config.load_yaml(path)  # one-line errors for a missing or malformed file
+    return data, _lines(yaml.compose(path.read_text()) or yaml.MappingNode("", []))
+
+
+def load_study(path: str | Path, profile: str | None = "quick") -> Study:
+    """Read, apply the profile, validate every step and order them; any problem is one SpecError naming the file and line."""
+    path = Path(path)
+    raw, lines = _read(path)
+
+    def fail(msg: str, *key) -> SpecError:
+        line = next((lines[key[:i]] for i in range(len(key), -1, -1) if key[:i] in lines), 1)
+        return SpecError(f"{path}:{line}: {msg}")
+
+    for k in raw:
+        if k not in TOP_KEYS:
+            raise fail(f"unknown key {k!r} (allowed: {', '.join(TOP_KEYS)})", k)
+    steps_raw = raw.get("steps")
+    if not isinstance(steps_raw, dict) or not steps_raw:
+        raise fail("a study needs a steps: mapping of step names to commands", "steps")
+    profiles = raw.get("profiles") or {}
+    if profile is not None:
+        if profile not in profiles:
+            raise fail(f"no profile {profile!r}; this file has: {', '.join(profiles) or 'none'}", "profiles")
+        for name, over in (profiles[profile] or {}).items():
+            if name not in steps_raw:
+                raise fail(f"profile {profile} changes step {name!r}, which is not among the steps", "profiles", profile, name)
+            if not isinstance(over, dict):
+                raise fail(f"profile {profile}, step {name}: expected a mapping of the step's fields", "profiles", profile, name)
+            steps_raw[name] = config.deep_merge(steps_raw[name] or {}, over)
+    steps = {name: _step(name, body, fail) for name, body in steps_raw.items()}
+    for s in steps.values():
+        _check_refs(s, steps, fail)
+    data = raw.get("data") or {}
+    if not isinstance(data, dict):
+        raise fail("data: must be a mapping, e.g. {dataset: mnist}", "data")
+    return Study(path, str(raw.get("name") or path.stem), profile or "", data, _order(steps, fail),
+                 str(raw.get("description") or ""), list(profiles))
+
+
+def _step(name: str, body: Any, fail) -> Step:
+    if not isinstance(body, dict) or "run" not in body:
+        raise fail(f"step {name!r} needs run: COMMAND, one of: {', '.join(COMMANDS)}", "steps", name)
+    words = str(body["run"]).split()
+    command, what = (words[0] if words else ""), (words[1] if len(words) > 1 else None)
+    if command not in COMMANDS or len(words) > 2:
+        raise fail(f"step {name}: unknown command {body['run']!r}; choose one of: {', '.join(COMMANDS)}", "steps", name, "run")
+    cls, whats = COMMANDS[command]
+    if whats is None and what is not None or whats is not None and what not in whats:
+        choices = f"one of: {', '.join(f'{command} {w}' for w in whats)}" if whats else f"just {command!r}"
+        raise fail(f"step {name}: {body['run']!r} is not a command; use {choices}", "steps", name, "run")
+    try:
+        params = cls.model_validate(body)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ("steps", name, *[p for p in err["loc"] if isinstance(p, str)][:1])
+        e._udl_model = cls  # type: ignore[attr-defined]
+        raise fail(config.format_validation_error(e, f"step {name}"), *key) from None
+    step = Step(name, command, what, params)
+    step.needs = list(dict.fromkeys(r for a in REF_FIELDS for r in step.refs(a)))
+    return step
+
+
+def _check_refs(s: Step, steps: dict[str, Step], fail) -> None:
+    for attr in REF_FIELDS:
+        key = attr.rstrip("_")
+        for ref in s.refs(attr):
+            if ref not in steps:
+                raise fail(f"step {s.name}: {key}: {ref!r} is not a step; steps are: {', '.join(steps)}", "steps", s.name, key)
+            if attr == "best_of" and steps[ref].command != "tune":
+                raise fail(f"step {s.name}: best_of: {ref!r} is a {steps[ref].command} step; best_of names a tune step", "steps", s.name, key)
+            if ref == s.name:
+                raise fail(f"step {s.name} refers to itself", "steps", s.name, key)
+
+
+def _order(steps: dict[str, Step], fail) -> dict[str, Step]:
+    """Dependency order by depth-first search; a cycle is an error at the step that closes it."""
+    done: dict[str, Step] = {}
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        if name in path:
+            cycle = " -> ".join(path[path.index(name):] + [name])
+            raise fail(f"steps refer to each other in a cycle: {cycle}", "steps", path[-1])
+        path.append(name)
+        for dep in steps[name].needs:
+            visit(dep)
+        path.pop()
+        done[name] = steps[name]
+
+    for name in steps:
+        visit(name)
+    return done
