@@ -108,3 +108,27 @@ def test_cli_rejects_a_bad_study_before_anything_runs(tmp_path, runner):
     assert not out.exists()  # validated before a folder was made
     r = runner.invoke(app, ["reproduce", str(tmp_path / "missing.yaml"), "--out", str(out)])
     assert r.exit_code == 2 and "study file not found" in one_error_line(r)
+
+
+def test_without_a_checkout_the_study_installed_with_udl_is_used(tmp_path, monkeypatch):
+    from udlcli.engine.reproduce import default_study
+
+    assert default_study() == Path("examples/report.yaml")  # the tests run from the repo root
+    monkeypatch.chdir(tmp_path)
+    installed = default_study()
+    assert installed.name == "report.yaml" and installed.read_text() == REPORT.read_text()
+    assert list(load_study(installed, "quick").steps)[0] == "tune_ae"
+
+
+def test_a_bad_spec_field_of_any_step_fails_before_the_first_step_runs(tmp_path, runner):
+    # The bad field is in the last step: nothing may have been trained when the error comes.
+    p = _study(tmp_path, BASE.replace("  pca:", "  vae:\n    run: train vae\n    spec: {train: {epochs: 0}}\n  pca:"))
+    out = tmp_path / "runs"
+    r = runner.invoke(app, ["reproduce", str(p), "--out", str(out)])
+    assert r.exit_code == 2
+    line = one_error_line(r)
+    assert "study.yaml:4: step vae: invalid spec: train.epochs:" in line and "greater than or equal to 1" in line
+    assert not out.exists()
+    p = _study(tmp_path, BASE.replace("  pca:", "  t:\n    run: tune ae\n    spec: {search: {channels: [4, 2]}}\n  pca:"))
+    r = runner.invoke(app, ["reproduce", str(p), "--out", str(out)])
+    assert r.exit_code == 2 and "study.yaml:4: step t: invalid search: section" in one_error_line(r) and not out.exists()

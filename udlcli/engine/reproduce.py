@@ -12,10 +12,12 @@ from pathlib import Path
 from udlcli import ui
 from udlcli.engine import runs
 from udlcli.engine.study_spec import Study, load_study
-from udlcli.engine.study_steps import RUNNERS, Context, StepOutput
+from udlcli.engine.study_steps import CHECKS, RUNNERS, Context, StepOutput
 from udlcli.errors import Interrupted, SpecError, UdlError
 
 DEFAULT_STUDY = Path("examples/report.yaml")
+PACKAGED_STUDY = Path(__file__).resolve().parent.parent / "studies" / "report.yaml"
+"""The same file shipped inside the package, used when the working folder has no examples/report.yaml."""
 STUDY_COPY = "study.yaml"
 SETTINGS = "reproduce.json"
 STATE = "state"
@@ -29,6 +31,11 @@ class ReproduceResult:
     states: dict[str, dict]
     ran: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+
+
+def default_study() -> Path:
+    """examples/report.yaml of the working folder (a checkout), else the copy installed with udl."""
+    return DEFAULT_STUDY if DEFAULT_STUDY.is_file() else PACKAGED_STUDY
 
 
 def _read_state(report_dir: Path) -> dict[str, dict]:
@@ -98,7 +105,7 @@ def reproduce(
         for k, v in dict(device=device, seed=seed, data_dir=str(data_dir) if data_dir else None).items():
             settings[k] = v if v is not None else settings.get(k)
     else:
-        spec_path = Path(spec_path) if spec_path else DEFAULT_STUDY
+        spec_path = Path(spec_path) if spec_path else default_study()
         if not spec_path.is_file():
             raise SpecError(f"study file not found: {spec_path} (give one, e.g. udl reproduce examples/report.yaml)")
         study = load_study(spec_path, profile or "quick")
@@ -107,6 +114,7 @@ def reproduce(
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     states = _read_state(report_dir) if resume is not None else {}
     chosen = _select(study, states, only, from_, fresh=resume is None)
+    _check_specs(study, chosen, Context(Path(out), study.data, {}, device, seed, str(data_dir) if data_dir else None))
     if resume is None:
         report_dir = runs.new_run_dir(out, "report", name or study.name, subdirs=(STATE,))
         shutil.copyfile(spec_path, report_dir / STUDY_COPY)
@@ -126,6 +134,18 @@ def reproduce(
     _overview(study, states)
     result.files = report.write(report_dir, study, states, settings)
     return result
+
+
+def _check_specs(study: Study, chosen: list[str], ctx: Context) -> None:
+    """Every chosen step's spec fields are validated before the first step runs: no half-run study for a typo."""
+    for n in chosen:
+        step = study.steps[n]
+        check = CHECKS.get(step.command)
+        try:
+            if check is not None:
+                check(step, ctx)
+        except SpecError as e:
+            raise SpecError(f"{study.path}:{step.line}: step {n}: {e}") from None
 
 
 def _run_step(study: Study, n: str, ctx: Context, states: dict[str, dict], report_dir: Path) -> None:

@@ -100,6 +100,8 @@ class Step:
     """The word after the command: the model, objective or sample kind."""
     params: _Step
     needs: list[str] = field(default_factory=list)
+    line: int = 0
+    """The line of the step's name in the study file, for errors found later."""
 
     def refs(self, attr: str) -> list[str]:
         v = getattr(self.params, attr, None)
@@ -166,6 +168,8 @@ def load_study(path: str | Path, profile: str | None = "quick") -> Study:
                 raise fail(f"profile {profile}, step {name}: expected a mapping of the step's fields", "profiles", profile, name)
             steps_raw[name] = config.deep_merge(steps_raw[name] or {}, over)
     steps = {name: _step(name, body, fail) for name, body in steps_raw.items()}
+    for name, s in steps.items():
+        s.line = lines.get(("steps", name), 1)
     for s in steps.values():
         _check_refs(s, steps, fail)
     data = raw.get("data") or {}

@@ -186,6 +186,50 @@ def run_evaluate(step: Step, ctx: Context) -> StepOutput:
     return StepOutput(str(out), numbers, [])
 
 
+# ---------------------------------------------------------------- checks before anything runs
+
+
+def _check_tune(step: Step, ctx: Context) -> None:
+    from udlcli.config import validate
+    from udlcli.engine.finetune import resolve_finetune_spec
+    from udlcli.engine.spec import resolve_spec
+    from udlcli.engine.tune_space import OBJECTIVES
+
+    flags = {k: v for k, v in ctx.flags(step).items() if not k.startswith("search.")}
+    resolve_spec("ae", None, flags, None) if step.what == "ae" else resolve_finetune_spec(None, flags, [])
+    validate(OBJECTIVES[step.what].search_cls, step.params.spec.get("search") or {}, source="search: section")
+
+
+def _check_train(step: Step, ctx: Context) -> None:
+    from udlcli.engine.spec import resolve_spec
+
+    resolve_spec(step.what, None, ctx.flags(step), None)
+
+
+def _check_finetune(step: Step, ctx: Context) -> None:
+    from udlcli.engine.finetune import resolve_finetune_spec
+
+    resolve_finetune_spec(None, ctx.flags(step), [])
+
+
+def _check_denoise(step: Step, ctx: Context) -> None:
+    from udlcli.engine.denoise import denoise_spec
+
+    denoise_spec(None, ctx.flags(step), None, None)
+
+
+def _check_gan(step: Step, ctx: Context) -> None:
+    from udlcli.engine.gan import resolve_gan_spec
+
+    resolve_gan_spec(None, ctx.flags(step), None)
+
+
+CHECKS: dict[str, Callable[[Step, Context], None]] = {
+    "tune": _check_tune, "train": _check_train, "finetune": _check_finetune, "denoise": _check_denoise, "gan": _check_gan,
+}
+"""Validate a step's own spec fields (the references' files are layered in only when it runs)."""
+
+
 RUNNERS: dict[str, Callable[[Step, Context], StepOutput]] = {
     "tune": run_tune, "train": run_train, "embed": run_embed, "sample": run_sample,
     "finetune": run_finetune, "denoise": run_denoise, "gan": run_gan, "evaluate": run_evaluate,
