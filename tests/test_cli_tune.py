@@ -106,3 +106,15 @@ def test_tune_finetune_on_an_ae_run_and_refuse_other_runs(runner, runs, tmp_path
                             "--study-name", "wrong", "--out", str(runs), "-q"])
     assert r.exit_code != 0 and "not ae" in _one_error(r)
     assert not (runs / "tune" / "wrong").exists()
+
+
+def test_the_same_seed_gives_the_same_trials_and_values(runner, runs, tmp_path):
+    spec = _search(tmp_path)
+    common = ["--trials", "3", "--max-epochs", "1", "-c", spec, "--out", str(runs), "--dataset", "mnist-sample", "--limit", "200", "-q"]
+    for name, seed in (("a", "7"), ("b", "7"), ("c", "8")):
+        r = runner.invoke(app, ["tune", "ae", "--study-name", name, "--seed", seed, *common])
+        assert r.exit_code == 0, r.output
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("datetime_start", "datetime_complete", "duration_s", "seconds")} for row in rows]  # noqa: E731
+    a, b, c = (strip(_rows(runs / "tune" / n)) for n in "abc")
+    assert a == b  # same seed on CPU: the same sampled parameters and the same validation losses
+    assert [row["lr"] for row in a] != [row["lr"] for row in c]  # another seed samples other trials
