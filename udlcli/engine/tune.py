@@ -18,25 +18,18 @@ import signal
 import socket
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
 from udlcli import ui
 from udlcli.engine.tune_space import OBJECTIVES
+from udlcli.engine.tune_storage import StorageError, choose_storage, counts, fail_orphans, open_storage, shown, status_line
 from udlcli.errors import SpecError, TrainingDiverged, UdlError
 
 Pruner = Literal["median", "hyperband", "none"]
-RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
-HEARTBEAT_S, GRACE_S = 10, 60
-"""Shared RDB storages: a trial whose worker has not written a heartbeat for GRACE_S is marked failed."""
 DEFAULT_TRIALS = {"ae": 100, "finetune": 50}
 """The report's study sizes."""
-
-
-class StorageError(UdlError):
-    """The optuna storage cannot be opened or holds an incompatible study."""
 
 
 class Surplus(Exception):
@@ -71,134 +64,6 @@ class TuneResult:
     summary: dict
     top: list[dict] = field(default_factory=list)
     interrupted: bool = False
-
-
-# ---------------------------------------------------------------- storage
-
-
-def choose_storage(storage: str | None, study_dir: Path, n_jobs: int) -> tuple[str, str, str]:
-    """(storage, kind, why): kind is 'rdb' (a URL) or 'journal' (a file path)."""
-    if storage is None:
-        journal, db = study_dir / "journal.log", study_dir / "study.db"
-        if journal.exists() or (n_jobs > 1 and not db.exists()):
-            return str(journal), "journal", f"a journal file, safe for {n_jobs} writers (optuna warns against SQLite with several)" if n_jobs > 1 else "the study's journal file"
-        if n_jobs > 1:
-            raise StorageError(f"{db} is an SQLite study, which is not safe for {n_jobs} writers; continue it with --n-jobs 1, "
-                               f"or start a new --study-name (several workers then get a journal file)")
-        return f"sqlite:///{db}", "rdb", "SQLite (one writer; optuna-dashboard opens it as it is)"
-    if "://" in storage:
-        scheme = storage.split("://", 1)[0].split("+", 1)[0].lower()
-        if scheme not in RDB_SCHEMES:
-            raise StorageError(f"--storage {storage}: unknown URL scheme {scheme!r}; use sqlite:///FILE, postgresql://USER@HOST/DB, mysql://USER@HOST/DB or a journal file path")
-        if scheme == "sqlite" and n_jobs > 1:
-            raise StorageError("--storage sqlite:/// is not safe for several writers; drop --storage (a journal file is picked) or use postgresql://")
-        return storage, "rdb", "an RDB server" if scheme != "sqlite" else "SQLite"
-    if ":" in storage.split("/", 1)[0] and not Path(storage).exists():
-        raise StorageError(f"--storage {storage}: not a URL (SCHEME://...) nor a journal file path; e.g. postgresql://user@host/db")
-    return storage, "journal", "a journal file (safe for several writers, also on a shared filesystem)"
-
-
-def _shown(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
-def open_storage(storage: str, kind: str):
-    """The optuna storage; any failure (bad URL, no driver, server down) becomes one StorageError line."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    try:
-        if kind == "journal":
-            Path(storage).parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(storage))
-        if storage.startswith("sqlite"):
-            return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}})
-        connect = {"connect_timeout": 10} if storage.startswith(("postgres", "mysql")) else {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are marked experimental
-            return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": connect}, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    except ImportError:
-        raise StorageError(f"--storage {_shown(storage)}: its database driver is not installed; pip install 'udlcli[postgres]' (psycopg) or a MySQL driver (pymysql)") from None
-    except Exception as e:
-        first = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
-        raise StorageError(f"--storage {_shown(storage)}: cannot open it ({first}); check the URL, that the server is up and the user may connect") from None
-
-
-# ---------------------------------------------------------------- counting, stale trials, the worker loop
-
-
-def counts(study) -> dict:
-    from optuna.trial import TrialState
-
-    c = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "surplus": 0}
-    best = None
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.COMPLETE:
-            c["complete"] += 1
-            if best is None or t.value < best.value:
-                best = t
-        elif t.state == TrialState.PRUNED:
-            c["pruned"] += 1
-        elif t.state in (TrialState.RUNNING, TrialState.WAITING):
-            c["running"] += 1
-        elif t.user_attrs.get("udl_note") == "surplus":
-            c["surplus"] += 1
-        else:
-            c["failed"] += 1
-    c["finished"] = c["complete"] + c["pruned"]
-    c["best"] = None if best is None else (best.number, best.value)
-    return c
-
-
-def status_line(c: dict, n: int) -> str:
-    best = f"best {c['best'][1]:.5g} (trial {c['best'][0]})" if c["best"] else "best -"
-    return f"{c['finished']}/{n} finished ({c['pruned']} pruned), {c['failed']} failed, {c['running']} running; {best}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child not yet reaped is a zombie: dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def fail_orphans(study) -> int:
-    """Mark FAIL the RUNNING trials whose worker is gone: a dead pid on this host, or a stale heartbeat."""
-    import optuna
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-    from optuna.trial import TrialState
-
-    if is_heartbeat_enabled(study._storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-    host, n = socket.gethostname(), 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("udl_worker")
-        if worker is None:  # died between ask and its first write: orphaned once it is a minute old
-            dead = t.datetime_start is not None and time.time() - t.datetime_start.timestamp() > 60
-        else:
-            h, pid = worker.rsplit(":", 1)
-            dead = h == host and not _alive(int(pid))
-        if dead:
-            try:
-                study._storage.set_trial_user_attr(t._trial_id, "udl_note", "worker gone")
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                n += 1
-            except Exception:  # another worker marked it first
-                pass
-    return n
 
 
 def make_pruner(name: str, max_epochs: int):
@@ -330,7 +195,7 @@ def tune(opts: TuneOptions, config_path: str | None = None, flags: dict | None =
                 None if opts.timeout is None else time.time() + opts.timeout, str(opts.out))
     c = counts(study)
     ui.info(f"[bold]study {study_name}[/]: {opts.objective} ({obj.metric}), TPE seed {opts.seed}, pruner {opts.pruner}, "
-            f"max {epochs} epochs a trial; storage {_shown(storage)} ({why}); {opts.n_jobs} worker(s); {status_line(c, n)}")
+            f"max {epochs} epochs a trial; storage {shown(storage)} ({why}); {opts.n_jobs} worker(s); {status_line(c, n)}")
     study_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     interrupted = False
@@ -342,7 +207,7 @@ def tune(opts: TuneOptions, config_path: str | None = None, flags: dict | None =
         interrupted = _run_workers(plan, opts.n_jobs, study)
     fail_orphans(study)
     wall = time.perf_counter() - t0
-    summary, top = tune_outputs.write_all(study, study_dir, obj, plan, storage=_shown(storage), wall_s=wall, command=opts.command)
+    summary, top = tune_outputs.write_all(study, study_dir, obj, plan, storage=shown(storage), wall_s=wall, command=opts.command)
     return TuneResult(study_dir, summary, top, interrupted)
 
 
@@ -360,7 +225,7 @@ def _open_study(name: str, store, storage: str, obj):
         return study
     for key, what in (("udl_objective", "objective"), ("udl_data", "data"), ("udl_search", "search space")):
         if have.get(key) != mine[key]:
-            raise StorageError(f"study {name!r} in {_shown(storage)} was made with {what} {have.get(key)!r}, not {mine[key]!r}; "
+            raise StorageError(f"study {name!r} in {shown(storage)} was made with {what} {have.get(key)!r}, not {mine[key]!r}; "
                                f"use another --study-name, or the same {what} to continue it")
     return study
 

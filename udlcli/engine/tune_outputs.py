@@ -17,7 +17,7 @@ RETRAIN = {"ae": "udl train --config", "finetune": "udl finetune --config"}
 
 def write_all(study, study_dir: Path, obj, plan, storage: str, wall_s: float, command: str) -> tuple[dict, list[dict]]:
     """Write every output from the storage's trials (all workers' trials, not only this process's)."""
-    from udlcli.engine.tune import counts
+    from udlcli.engine.tune_storage import counts
 
     trials = study.get_trials(deepcopy=False)
     names = list(obj.search_cls.model_fields)
