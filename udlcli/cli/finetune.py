@@ -55,7 +55,9 @@ def finetune(
 
         targets = targets or []
         if predict:
-            _print_predictions(engine.predict([*predict, *targets], run, out), json_)
+            from udlcli.engine.finetune_eval import predict as engine_predict
+
+            _print_predictions(engine_predict([*predict, *targets], run, out), json_)
             return
         if run is not None or json_:
             raise SpecError("--run and --json go with --predict; to train on an AE run, give the run folder as the argument")
