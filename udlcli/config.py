@@ -101,6 +101,28 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+def nest(flat: dict[str, object]) -> dict:
+    """{'train.lr': 1e-3, 'model.channels': None} -> {'train': {'lr': 1e-3}}; None values are dropped."""
+    out: dict = {}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        cur = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            cur = cur.setdefault(p, {})
+        cur[leaf] = value
+    return out
+
+
+def layered(cls: type[BaseModel], base: dict, file_spec: dict, flags: dict | None, sets: list[str] | None, source: str) -> Any:
+    """Every spec's layering: defaults (base) < YAML file < CLI flags < --set overrides, validated once into cls."""
+    merged = deep_merge(deep_merge(base, file_spec), nest(flags or {}))
+    for item in sets or []:
+        merged = deep_merge(merged, parse_set(item))
+    return validate(cls, merged, source=source)
+
+
 def flatten(d: dict, prefix: str = "") -> dict:
     """{'train': {'lr': 1}} -> {'train.lr': 1}: nested spec values as the dotted flags the spec resolvers take."""
     out: dict = {}

@@ -20,7 +20,7 @@ from udlcli.data import ImageDataset, TensorImages, load_dataset
 from udlcli.data.noise import EVAL_KINDS, NoiseConfig, add_noise, pixel_sigma
 from udlcli.engine import runs
 from udlcli.engine import train as train_engine
-from udlcli.engine.device import describe, resolve_device
+from udlcli.engine.device import resolve_device
 from udlcli.engine.loading import LoadedRun, load_run
 from udlcli.engine.spec import RunSpec, resolve_spec
 from udlcli.errors import SpecError

@@ -30,7 +30,7 @@ from udlcli.engine.checkpoint import load_checkpoint
 from udlcli.engine.device import describe
 from udlcli.engine.finetune_eval import BASELINES_FILE, baselines, codes_of, per_class_scores, predict_classes, write_figures
 from udlcli.engine.loading import LoadedRun, load_run
-from udlcli.engine.spec import RunSpec, nest, spec_to_dict
+from udlcli.engine.spec import RunSpec, spec_to_dict
 from udlcli.engine.train import RunOptions, TrainResult, _check_same_data, _data_line, _setup
 from udlcli.engine.trainer import EpochCallback, Trainer
 from udlcli.errors import CheckpointError, DataError, SpecError
@@ -63,12 +63,9 @@ class FinetuneSpec(Strict):
 
 def resolve_finetune_spec(config_path: str | None = None, flags: dict | None = None, sets: Sequence[str] = ()) -> FinetuneSpec:
     """The classifier's training defaults < YAML file < CLI flags < --set overrides, validated once."""
-    merged = {"train": dict(get("classifier").train_defaults)}
-    merged = config.deep_merge(merged, config.load_yaml(config_path) if config_path else {})
-    merged = config.deep_merge(merged, nest(flags or {}))
-    for item in sets:
-        merged = config.deep_merge(merged, config.parse_set(item))
-    return config.validate(FinetuneSpec, merged, source=f"spec ({config_path})" if config_path else "spec")
+    file_spec = config.load_yaml(config_path) if config_path else {}
+    base = {"train": dict(get("classifier").train_defaults)}
+    return config.layered(FinetuneSpec, base, file_spec, flags, list(sets), source=f"spec ({config_path})" if config_path else "spec")
 
 
 @dataclass

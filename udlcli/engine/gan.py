@@ -30,7 +30,6 @@ from udlcli.engine import runs
 from udlcli.engine.checkpoint import load_checkpoint, save_checkpoint
 from udlcli.engine.device import describe, resolve_device
 from udlcli.engine.progress import EpochProgress
-from udlcli.engine.spec import nest
 from udlcli.engine.train import RunOptions, TrainResult, _check_same_data
 from udlcli.errors import CheckpointError, Interrupted, SpecError, TrainingDiverged
 from udlcli.models.gan import GanModelConfig, build_gan
@@ -87,11 +86,8 @@ class GanSpec(Strict):
 
 def resolve_gan_spec(config_path: str | None = None, flags: dict[str, object] | None = None, sets: list[str] | None = None) -> GanSpec:
     """Defaults < YAML file < CLI flags < --set overrides, validated once (one-line SpecError on bad input)."""
-    merged = config.load_yaml(config_path) if config_path else {}
-    merged = config.deep_merge(merged, nest(flags or {}))
-    for item in sets or []:
-        merged = config.deep_merge(merged, config.parse_set(item))
-    return config.validate(GanSpec, merged, source=f"GAN spec ({config_path})" if config_path else "GAN spec")
+    file_spec = config.load_yaml(config_path) if config_path else {}
+    return config.layered(GanSpec, {}, file_spec, flags, sets, source=f"GAN spec ({config_path})" if config_path else "GAN spec")
 
 
 def spec_dict(spec: GanSpec) -> dict:
@@ -280,7 +276,7 @@ def resume_gan(run: str | Path, epochs: int | None = None, device: str | None = 
 
 
 def _fit(trainer: GanTrainer, data: ImageDataset, device: torch.device) -> TrainResult:
-    run_dir, spec = trainer.run_dir, trainer.spec
+    run_dir = trainer.run_dir
 
     def on_epoch(epoch: int, samples: torch.Tensor) -> None:
         out.save_grid(samples, run_dir / "samples" / f"epoch_{epoch:03d}.png", caption=f"epoch {epoch}")

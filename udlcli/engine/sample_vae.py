@@ -66,20 +66,6 @@ def grid_values(k: int, value_range: float | None = None) -> np.ndarray:
     return torch.special.ndtri(p).numpy()
 
 
-def _check_grid(k: int, dims: tuple[int, int], value_range: float | None, latent_dim: int) -> None:
-    if not 2 <= k <= MAX_GRID:
-        raise SpecError(f"--grid {k}: a grid needs between 2 and {MAX_GRID} values per axis (default 15)")
-    if latent_dim < 2:
-        raise SpecError(f"this VAE has a {latent_dim}-dimensional latent space; a grid needs 2 dimensions (train with --latent-dim 2 or more)")
-    bad = [i for i in dims if not 0 <= i < latent_dim]
-    if bad:
-        raise SpecError(f"--dims {dims[0]},{dims[1]}: dimension {bad[0]} is out of range; this VAE's latent dimensions are 0..{latent_dim - 1}")
-    if dims[0] == dims[1]:
-        raise SpecError(f"--dims {dims[0]},{dims[1]}: the two dimensions must differ, for example --dims 0,1")
-    if value_range is not None and not (0 < value_range <= 10 and math.isfinite(value_range)):
-        raise SpecError(f"--range {value_range}: give a half-width r with 0 < r <= 10 (values then span -r..r)")
-
-
 def sample_vae(
     run: str | Path | None = None,
     root: str | Path = "runs",

@@ -27,20 +27,6 @@ class RunSpec(Strict):
     train: TrainConfig = TrainConfig()
 
 
-def nest(flat: dict[str, object]) -> dict:
-    """{'train.lr': 1e-3, 'model.channels': None} -> {'train': {'lr': 1e-3}}; None values are dropped."""
-    out: dict = {}
-    for key, value in flat.items():
-        if value is None:
-            continue
-        cur = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            cur = cur.setdefault(p, {})
-        cur[leaf] = value
-    return out
-
-
 def resolve_spec(
     model_name: Optional[str] = None,
     config_path: Optional[str] = None,
@@ -54,12 +40,8 @@ def resolve_spec(
         raise SpecError(f"the command names model {model_name!r} but {config_path} has model.name {file_model!r}; drop one")
     name = model_name or file_model or "ae"
     entry = get(name)
-    merged = {"model": {"name": name}, "train": dict(entry.train_defaults)}
-    merged = config.deep_merge(merged, file_spec)
-    merged = config.deep_merge(merged, nest(flags or {}))
-    for item in sets or []:
-        merged = config.deep_merge(merged, config.parse_set(item))
-    return config.validate(RunSpec, merged, source=f"spec ({config_path})" if config_path else "spec")
+    base = {"model": {"name": name}, "train": dict(entry.train_defaults)}
+    return config.layered(RunSpec, base, file_spec, flags, sets, source=f"spec ({config_path})" if config_path else "spec")
 
 
 def spec_to_dict(spec: RunSpec) -> dict:
