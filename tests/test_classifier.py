@@ -78,3 +78,34 @@ def test_registered_as_a_finetune_family_with_the_reports_head():
     assert (spec.train.lr, spec.train.weight_decay, spec.train.optimizer) == (1.839e-3, 5.81e-5, "adam")
     model = entry.build(spec.model, DataConfig(mean=0.5, std=0.25))
     assert float(model.encoder.normalize.mean) == 0.5 and float(model.encoder.normalize.std) == 0.25
+
+
+def test_random_shift_moves_each_digit_by_whole_pixels_within_the_bound(batch):
+    from udlcli.models.classifier import random_shift
+
+    x, _ = batch
+    x = x[:50]
+    torch.manual_seed(0)
+    shifted = random_shift(x, 2)
+    assert shifted.shape == x.shape
+    moved = 0
+    for a, b in zip(x[:, 0], shifted[:, 0]):
+        # Each output is the input rolled by one (dy, dx) in [-2, 2]^2 (digits have an empty border, so nothing is lost).
+        hits = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if torch.equal(torch.roll(a, (dy, dx), (0, 1)), b)]
+        assert len(hits) == 1
+        moved += hits[0] != (0, 0)
+    assert moved > 40  # 24 of 25 offsets move the digit
+
+
+def test_shift_trains_only_an_unfrozen_encoder_and_only_in_training(batch):
+    x, y = batch
+    with pytest.raises(ValueError, match="shift .* needs unfreeze"):
+        ClassifierConfig(shift=2)
+    _, clf = _pair(True, shift=2, dropout=0.0)  # no dropout: any change of the loss comes from the shifts
+    clf.eval()  # evaluation sees the images as they are: the same loss twice
+    assert torch.equal(clf.loss(x, y)["loss"], clf.loss(x, y)["loss"])
+    clf.train()
+    torch.manual_seed(1)
+    a = clf.loss(x, y)["loss"]
+    torch.manual_seed(2)
+    assert not torch.equal(a, clf.loss(x, y)["loss"])  # other shifts, other loss

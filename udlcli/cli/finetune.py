@@ -24,6 +24,7 @@ def finetune(
     dropout: Annotated[Optional[float], typer.Option(help="Dropout p of the head, 0 <= p < 1 (default: the report's 0.104258).", rich_help_panel=HEAD)] = None,
     unfreeze: Annotated[Optional[bool], typer.Option("--unfreeze/--freeze", help="Train the encoder too (default: frozen, only the head trains).", show_default=False, rich_help_panel=HEAD)] = None,
     encoder_lr: Annotated[Optional[float], typer.Option(help="Learning rate of the unfrozen encoder (default: lr / 10).", rich_help_panel=HEAD)] = None,
+    shift: Annotated[Optional[int], typer.Option(help="With --unfreeze: shift training images by up to N pixels, 0-4 (augmentation; default 0).", rich_help_panel=HEAD)] = None,
     init_head: Annotated[Optional[Path], typer.Option(help="Start the head from this classifier run's weights (e.g. a frozen run, before --unfreeze).", rich_help_panel=HEAD)] = None,
     baselines: Annotated[Optional[bool], typer.Option("--baselines/--no-baselines", help="Also fit a linear probe and 5-NN on the codes (default: on).", show_default=False, rich_help_panel=HEAD)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 20; with --resume: the new total).", rich_help_panel=TRAIN)] = None,
@@ -66,7 +67,7 @@ def finetune(
         ae = targets[0] if targets else None
         opts = engine.RunOptions(out=out, name=name, command=command_line())
         if resume is not None:
-            others = dict(ae=ae, hidden=hidden, dropout=dropout, unfreeze=unfreeze, encoder_lr=encoder_lr, init_head=init_head, baselines=baselines,
+            others = dict(ae=ae, hidden=hidden, dropout=dropout, unfreeze=unfreeze, encoder_lr=encoder_lr, shift=shift, init_head=init_head, baselines=baselines,
                           batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, dataset=dataset, limit=limit,
                           config=config, set=set_, seed=seed, data_dir=data_dir)
             refuse_changes_on_resume([k for k, v in others.items() if v is not None])
@@ -74,7 +75,7 @@ def finetune(
         else:
             flags = {
                 "finetune.ae": ae, "finetune.hidden": hidden, "finetune.dropout": dropout, "finetune.unfreeze": unfreeze,
-                "finetune.encoder_lr": encoder_lr, "finetune.init_head": str(init_head) if init_head else None, "finetune.baselines": baselines,
+                "finetune.encoder_lr": encoder_lr, "finetune.shift": shift, "finetune.init_head": str(init_head) if init_head else None, "finetune.baselines": baselines,
                 "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.weight_decay": weight_decay,
                 "train.optimizer": optimizer, "train.device": device, "train.seed": seed,
                 "data.dataset": dataset, "data.limit": limit, "data.data_dir": str(data_dir) if data_dir else None,

@@ -19,7 +19,7 @@ from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from udlcli.config import Strict, TrainConfig
@@ -38,6 +38,15 @@ class HeadConfig(Strict):
     """Train the encoder too (fine-tuning); by default it is frozen and only the head trains."""
     encoder_lr: Optional[float] = Field(None, gt=0.0, le=10.0)
     """Learning rate of the encoder when unfrozen; None uses a tenth of the head's lr."""
+    shift: int = Field(0, ge=0, le=4)
+    """With unfreeze: shift each training image by up to this many pixels (augmentation); 0 is off."""
+
+    @model_validator(mode="after")
+    def _shift_needs_images(self) -> "HeadConfig":
+        # A frozen encoder's codes are computed once, so there are no images left to shift.
+        if self.shift and not self.unfreeze:
+            raise ValueError("shift augments the images the encoder sees; it needs unfreeze (--unfreeze)")
+        return self
 
 
 class ClassifierConfig(HeadConfig):
@@ -96,6 +105,8 @@ class Classifier(nn.Module):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """The trainer's contract: cross-entropy to minimise, and accuracy to log."""
+        if self.training and self.cfg.shift and x.ndim == 4:
+            x = random_shift(x, self.cfg.shift)
         logits = self(x)
         return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(1) == y).float().mean()}
 
@@ -109,6 +120,17 @@ class Classifier(nn.Module):
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for g in self.param_groups(TrainConfig()) for p in g["params"])
+
+
+def random_shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Translate each image (B, 1, H, W) by its own whole-pixel offset in [-pixels, pixels]; the border fills with 0 (background)."""
+    b, _, h, w = x.shape
+    d = torch.randint(-pixels, pixels + 1, (b, 2), device=x.device).to(x.dtype)  # (B, 2): dx, dy in pixels
+    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, 0, 2], theta[:, 1, 2] = -2 * d[:, 0] / w, -2 * d[:, 1] / h  # a grid shifted by -d samples the image moved by +d
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
 def build_classifier(cfg: ClassifierConfig, data) -> Classifier:
