@@ -1,9 +1,10 @@
 """Pruning benefit of `udl tune`: the same seeded TPE study with --pruner median and with none; epochs trained and best loss.
 
 The issue's target: median pruning trains at most half the epochs, with a best validation loss within 5%.
-Usage (the budget used for the issue note; run it with nice on a shared machine):
+Usage (the budgets measured in docs/tuning.md; run it with nice on a shared machine):
 
     python benchmarks/tune_pruning.py --trials 20 --max-epochs 5 --limit 1000 --batch-size 64 --channels 4 12
+    python benchmarks/tune_pruning.py --trials 40 --max-epochs 10 --limit 2000 --batch-size 64 --channels 4 12
 """
 
 from __future__ import annotations
