@@ -116,13 +116,13 @@ def study_report(tmp_path_factory) -> dict:
     from udlcli.engine import featurenet
 
     root = tmp_path_factory.mktemp("study")
-    # The feature network of `evaluate`, trained for 1 epoch in the folder the evaluate tests also use.
     data_dir = tmp_path_factory.getbasetemp() / "featurenet-data"
-    featurenet.featurenet_for(load_dataset("mnist-sample"), data_dir, device="cpu", epochs=1)
     study = smoke_study(root / "study.yaml")
     args = ["reproduce", str(study), "--profile", "smoke", "--out", str(root / "runs"), "--data-dir", str(data_dir), "-q"]
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp:  # session fixtures run before the per-test isolation: never read ~/.cache
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        # The feature network of `evaluate`, trained for 1 epoch in the folder the evaluate tests also use.
+        featurenet.featurenet_for(load_dataset("mnist-sample"), data_dir, device="cpu", epochs=1)
         r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     return {"root": root, "study": study, "data_dir": data_dir, "dir": root / "runs" / "report" / "report", "output": r.output}

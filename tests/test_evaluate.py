@@ -37,7 +37,9 @@ def data_dir(tmp_path_factory, sample):
     first trains the network, the other finds it in the cache.
     """
     d = tmp_path_factory.getbasetemp() / "featurenet-data"
-    featurenet.featurenet_for(sample, d, device="cpu", epochs=1)
+    with pytest.MonkeyPatch.context() as mp:  # module fixtures run before the per-test cache isolation: never read ~/.cache
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "featurenet-cache"))
+        featurenet.featurenet_for(sample, d, device="cpu", epochs=1)
     return d
 
 

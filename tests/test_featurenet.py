@@ -26,7 +26,9 @@ def trained(tmp_path_factory, sample_data):
     tests/test_evaluate.py uses the same session folder, so the network is trained once for both.
     """
     data_dir = tmp_path_factory.getbasetemp() / "featurenet-data"
-    net = featurenet.featurenet_for(sample_data, data_dir, device="cpu", epochs=1)
+    with pytest.MonkeyPatch.context() as mp:  # module fixtures run before the per-test cache isolation: never read ~/.cache
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "featurenet-cache"))
+        net = featurenet.featurenet_for(sample_data, data_dir, device="cpu", epochs=1)
     return data_dir, net
 
 

@@ -174,12 +174,15 @@ def run_evaluate(step: Step, ctx: Context) -> StepOutput:
     c = ctx.common()
     rep = evaluate([ctx.run_of(r) for r in p.runs], n=p.n, seed=c["seed"], device=c["device"] or "auto", data_dir=c["data_dir"],
                    command=f"udl reproduce (step {step.name})")
+    # The rows keep the order of the runs given, so each is named by its step.
+    labelled = [(rep.references[0].label, rep.references[0]), *((f"{r} ({row.kind})", row) for r, row in zip(p.runs, rep.rows)),
+                (rep.references[1].label, rep.references[1])]
     numbers: dict[str, Any] = {}
-    for row in [rep.references[0], *rep.rows, rep.references[1]]:
+    for label, row in labelled:
         m, b = row.metrics, row.metrics["balance"]
-        numbers[f"{row.label}: FID"] = m["fid"]
-        numbers[f"{row.label}: precision / recall"] = f"{m['precision']:.3f} / {m['recall']:.3f}"
-        numbers[f"{row.label}: class share min–max"] = f"{b['min_share']:.1%}–{b['max_share']:.1%}"
+        numbers[f"{label}: FID (udl-LeNet)"] = m["fid"]
+        numbers[f"{label}: precision / recall"] = f"{m['precision']:.3f} / {m['recall']:.3f}"
+        numbers[f"{label}: class share min–max"] = f"{b['min_share']:.1%}–{b['max_share']:.1%}"
     out = ctx.root / "evaluate" / step.name
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "evaluation.json", {"rows": {r.label: r.metrics for r in [*rep.references, *rep.rows]}, "featurenet": rep.featurenet})
