@@ -114,7 +114,7 @@ def reproduce(
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     states = _read_state(report_dir) if resume is not None else {}
     chosen = _select(study, states, only, from_, fresh=resume is None)
-    _check_specs(study, chosen, Context(Path(out), study.data, {}, device, seed, str(data_dir) if data_dir else None))
+    _check_specs(study, chosen, Context(Path(out), study.data, {}, settings["device"], settings["seed"], settings["data_dir"]))
     if resume is None:
         report_dir = runs.new_run_dir(out, "report", name or study.name, subdirs=(STATE,))
         shutil.copyfile(spec_path, report_dir / STUDY_COPY)
