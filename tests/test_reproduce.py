@@ -7,7 +7,7 @@ import re
 import textwrap
 from pathlib import Path
 
-from tests.conftest import one_error_line
+from conftest import one_error_line
 from udlcli.cli.app import app
 
 STEPS = ["tune_ae", "train_ae", "embed_pca", "embed_tsne", "sample_ae", "tune_finetune", "finetune", "denoise", "train_vae", "sample_vae", "gan", "evaluate"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, one_error_line
+from conftest import REPO, one_error_line
 from udlcli.cli.app import app
 from udlcli.engine.study_spec import load_study
 from udlcli.errors import SpecError
