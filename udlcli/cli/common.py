@@ -20,6 +20,8 @@ err_console = Console(stderr=True, highlight=False)
 
 # Options common to every command that writes or reads runs.
 OutOpt = Annotated[Path, typer.Option("--out", help="Runs root folder: runs go to OUT/<task>/<name>/.", rich_help_panel="Run")]
+# Commands that read a run rather than write one (embed, sample): --out is where the newest run is looked for.
+RootOpt = Annotated[Path, typer.Option("--out", help="Runs root searched for the newest run when RUN is not given.", rich_help_panel="Run")]
 NameOpt = Annotated[Optional[str], typer.Option("--name", help="Run name (auto-incremented if taken). Default: the task name.", rich_help_panel="Run")]
 DataDirOpt = Annotated[
     Optional[Path],

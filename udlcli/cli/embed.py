@@ -9,9 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
-
-RootOpt = Annotated[Path, typer.Option("--out", help="Runs root searched for the newest run when RUN is not given.", rich_help_panel="Run")]
+from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietOpt, RootOpt, SeedOpt, command_line, friendly_errors, setup
 
 
 def embed(
