@@ -113,3 +113,21 @@ def test_a_failing_step_stops_the_chain_and_resume_continues_after_a_fix(tmp_pat
     states = _states(report)
     assert all(s["status"] == "done" for s in states.values()) and states["train_ae"]["started"] == trained
     assert re.search(r"\| grid \| sample ae \| done \| \d+ s \|", (report / "report.md").read_text())
+
+
+def test_from_only_and_resume_choose_the_steps_to_run(tmp_path):
+    import pytest
+
+    from conftest import smoke_study
+    from udlcli.engine.reproduce import _select
+    from udlcli.engine.study_spec import load_study
+    from udlcli.errors import SpecError
+
+    study = load_study(smoke_study(tmp_path / "study.yaml"), "smoke")
+    done = {n: {"status": "done"} for n in STEPS}
+    assert _select(study, done, [], "sample_vae", fresh=False) == ["sample_vae", "gan", "evaluate"]  # it and every step after it
+    assert _select(study, done, ["embed_pca", "gan"], None, fresh=False) == ["embed_pca", "gan"]
+    assert _select(study, {**done, "denoise": {"status": "failed"}}, [], None, fresh=False) == ["denoise"]  # --resume: what is not done
+    assert _select(study, {}, [], None, fresh=True) == STEPS
+    with pytest.raises(SpecError, match="step finetune needs tune_finetune, which has not finished"):
+        _select(study, {n: s for n, s in done.items() if n != "tune_finetune"}, ["finetune"], None, fresh=False)
