@@ -15,7 +15,7 @@ from udlcli.cli.common import refuse_changes_on_resume, DataDirOpt, DeviceOpt, N
 def gan(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML spec with model:/data:/train:/checks: sections.")] = None,
     set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override any spec field: --set train.label_smoothing=0.1 (repeatable).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 30; with --resume: the new total).", rich_help_panel="Training")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 60; with --resume: the new total).", rich_help_panel="Training")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 128).", rich_help_panel="Training")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of G and D (default 2e-4, betas 0.5, 0.999).", rich_help_panel="Training")] = None,
     d_steps: Annotated[Optional[int], typer.Option(help="Discriminator steps per generator step (default 1).", rich_help_panel="Training")] = None,
