@@ -6,7 +6,7 @@ Usage (the budgets measured in docs/tuning.md; run it with nice on a shared mach
     python benchmarks/tune_pruning.py --trials 20 --max-epochs 5 --limit 1000 --batch-size 64 --channels 4 12
     python benchmarks/tune_pruning.py --trials 40 --max-epochs 10 --limit 2000 --batch-size 64 --channels 4 12
     python benchmarks/tune_pruning.py --trials 100 --max-epochs 10 --limit 2000 --batch-size 64 --channels 4 12 --pruners median hyperband
-    python benchmarks/tune_pruning.py --trials 100 --max-epochs 40 --limit 2000 --batch-size 64 --channels 4 12 --pruners median hyperband --seed 0 1   (the report's budget)
+    python benchmarks/tune_pruning.py --trials 100 --max-epochs 40 --limit 2000 --batch-size 64 --channels 4 12 --pruners median hyperband --seed 0 1 2   (the report's budget)
 
 A study that already has --trials finished trials in --out is reused as it is (0 s of wall):
 its epochs and best loss are the same, as the seeded TPE on the CPU is reproducible. `--seed 0 1 2`

@@ -2,6 +2,7 @@
 
 Usage (the budget used for the issue note):
 
+    python benchmarks/tune_scaling.py --trials 12 --max-epochs 3 --dataset mnist --limit 30000   (real-sized trials)
     python benchmarks/tune_scaling.py --trials 6 --max-epochs 2 --limit 1000 --out /tmp/udl-bench-scale
 """
 
