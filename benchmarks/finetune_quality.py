@@ -13,8 +13,8 @@ wall time, and the ratio of errors against the report's 96.3% (its Fig. 4), with
 trained on full MNIST (`udl train ae`).
 
 --ceiling also fits an RBF support-vector machine (scikit-learn's SVC, C=10, on standardised codes)
-to the frozen encoder's codes of the same 80% train split: the strongest classifier we know for a
-few thousand points in 7 dimensions, so its test accuracy estimates what any head on those codes
+to the frozen encoder's codes of the same 80% train split: the strongest classifier we know for
+tens of thousands of points in 7 dimensions, so its test accuracy estimates what any head on those codes
 can reach.
 """
 

@@ -80,5 +80,6 @@ def main() -> None:
             print(f"mean of {len(rows)} seeds, {pruner} / none: epochs {e:.2f} (range {min(r[0] for r in rows):.2f}-{max(r[0] for r in rows):.2f}; target <= 0.50), "
                   f"best loss {b:.3f} (range {min(r[1] for r in rows):.3f}-{max(r[1] for r in rows):.3f}; target <= 1.05), time in trials {w:.2f}")
 
+
 if __name__ == "__main__":
     main()
