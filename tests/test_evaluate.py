@@ -30,17 +30,9 @@ def sample():
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory, sample):
-    """A writable data dir whose cache holds a quick mnist-sample feature network (1 epoch).
-
-    The folder is the session's, the same as tests/test_featurenet.py uses: whichever module runs
-    first trains the network, the other finds it in the cache.
-    """
-    d = tmp_path_factory.getbasetemp() / "featurenet-data"
-    with pytest.MonkeyPatch.context() as mp:  # module fixtures run before the per-test cache isolation: never read ~/.cache
-        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "featurenet-cache"))
-        featurenet.featurenet_for(sample, d, device="cpu", epochs=1)
-    return d
+def data_dir(tmp_path_factory):
+    """An empty data folder: mnist-sample needs none, and it is scored by the shipped MNIST network."""
+    return tmp_path_factory.mktemp("no-data")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +53,7 @@ def test_images_of_the_test_split_score_like_the_test_split(data_dir, test_split
     saved = json.loads((tmp_path / "e.json").read_text())
     assert saved["kind"] == "images" and saved["fid"] == pytest.approx(row["fid"])
     assert set(saved["references"]) == {"ceiling: train split", "floor: uniform noise"}
-    assert saved["featurenet"]["key"] == "mnist-sample"
+    assert saved["featurenet"]["shipped"] and saved["featurenet"]["sha256"] == featurenet.manifest()["mnist"]["sha256"]
 
 
 def test_one_class_folder_is_flagged(data_dir, test_split, tmp_path, runner):
@@ -116,10 +108,11 @@ def test_bad_image_folders_get_one_line_errors(data_dir, tmp_path, runner):
 
 
 def test_runs_that_cannot_generate_are_rejected(data_dir, runner, tmp_path, monkeypatch):
-    # The cached feature network is itself a real lenet run: a classifier, not a generator.
-    lenet_run = featurenet.find_cached("mnist-sample", data_dir)
-    r = runner.invoke(app, ["evaluate", str(lenet_run), "--data-dir", str(data_dir)])
-    assert r.exit_code != 0 and "is a lenet run" in _only_error_line(r) and "makes no images" in _only_error_line(r)
+    # A real LeNet run (udl evaluate's feature network, trained as a plain run): a classifier, not a generator.
+    r = runner.invoke(app, ["train", "lenet", "--dataset", "mnist-sample", "--limit", "300", "--epochs", "1", "--out", str(tmp_path / "runs"), "-q"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "runs" / "lenet" / "lenet"), "--data-dir", str(data_dir)])
+    assert r.exit_code != 0 and "is a LeNet run" in _only_error_line(r) and "makes no images" in _only_error_line(r)
     # Evaluate decides on the checkpoint's kind alone, before loading any weights: a dae checkpoint is refused.
     dae = tmp_path / "runs" / "dae" / "dae"
     save_checkpoint(dae / "weights" / "best.pt", {"kind": "dae"})
@@ -134,3 +127,37 @@ def test_runs_that_cannot_generate_are_rejected(data_dir, runner, tmp_path, monk
     assert r.exit_code != 0 and "sampling gan runs is not available" in _only_error_line(r)
     r = runner.invoke(app, ["evaluate", str(tmp_path / "nowhere")])
     assert r.exit_code != 0 and "no such run folder" in _only_error_line(r)
+
+
+# ---------------------------------------------------------------- the floor is the worst row on every metric
+
+
+WORSE = {"fid": max, "precision": min, "recall": min, "inception_score": min, "confidence": min}
+
+
+def _floor_is_worst(run, dataset: str, data_dir, n: int = 500) -> dict:
+    r = ev.evaluate([run], n=n, device="cpu", data_dir=data_dir)
+    model, floor = r.rows[0].metrics, r.references[1].metrics
+    assert r.featurenet["shipped"], r.featurenet
+    for key, worst in WORSE.items():
+        assert worst(model[key], floor[key]) == floor[key] and model[key] != floor[key], (dataset, key, model[key], floor[key])
+    assert floor["balance"]["kl_uniform"] > model["balance"]["kl_uniform"]
+    return floor
+
+
+def test_floor_is_below_a_trained_mnist_model(runner, runs):
+    # The report's AE for 3 epochs on mnist-sample's 4,000 digits (~10 s): blurry, but digits.
+    r = runner.invoke(app, ["train", "ae", "--dataset", "mnist-sample", "--epochs", "3", "--batch-size", "32", "--out", str(runs), "-q"])
+    assert r.exit_code == 0, r.output
+    floor = _floor_is_worst(runs / "ae" / "ae", "mnist-sample", None)
+    assert floor["confidence"] < 0.05 and floor["precision"] < 0.05
+
+
+def test_floor_is_below_a_trained_fashion_model(runner, runs, mnist_dir):
+    if not (mnist_dir / "FashionMNIST" / "raw").is_dir():
+        pytest.skip("Fashion-MNIST not in the data folder")
+    r = runner.invoke(app, ["train", "ae", "--dataset", "fashion-mnist", "--limit", "10000", "--epochs", "3", "--batch-size", "32",
+                            "--data-dir", str(mnist_dir), "--out", str(runs), "-q"])
+    assert r.exit_code == 0, r.output
+    floor = _floor_is_worst(runs / "ae" / "ae", "fashion-mnist", mnist_dir)
+    assert floor["confidence"] < 0.05 and floor["precision"] < 0.05  # was 0.816 and 0.815 with the 10-class network

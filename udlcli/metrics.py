@@ -115,13 +115,20 @@ def class_balance(probs: np.ndarray) -> dict:
 
 
 def confidence(probs: np.ndarray) -> float:
-    """Mean max-softmax: how sure the classifier is that a sample is some class."""
+    """Mean max-softmax: how sure the classifier is that a sample is some class.
+
+    With the feature network's reject output the rows sum to 1 - P(not data), so noise scores near 0.
+    """
     return float(np.asarray(probs).max(axis=1).mean())
 
 
 def inception_score(probs: np.ndarray, eps: float = 1e-12) -> float:
-    """exp E_x[KL(p(y|x) || p(y))] with p(y) the mean of p(y|x): from 1 (useless) to C (sharp and balanced)."""
+    """exp E_x[KL(p(y|x) || p(y))] with p(y) the mean of p(y|x): from 1 (useless) to C (sharp and balanced).
+
+    Rows that do not sum to 1 (the data classes' share under a reject output) are renormalised to p(y|x, data).
+    """
     p = np.asarray(probs, dtype=np.float64)
+    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300)
     py = p.mean(axis=0, keepdims=True)
     kl = np.sum(p * (np.log(p + eps) - np.log(py + eps)), axis=1)
     return float(np.exp(kl.mean()))

@@ -9,13 +9,13 @@ import typer
 from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietReadOpt, SeedOpt, command_line, friendly_errors, setup
 
 FID_LABEL = "FID (udl-LeNet)"
 
 
 def evaluate(
-    runs: Annotated[Optional[List[Path]], typer.Argument(help="Run folders (ae, vae or gan) to sample from and compare.", show_default=False)] = None,
+    runs: Annotated[Optional[List[Path]], typer.Argument(metavar="RUNS", help="Run folders (ae, vae or gan) to sample from and compare.", show_default=False)] = None,
     images: Annotated[Optional[Path], typer.Option("--images", help="A folder of 28x28 grayscale images to evaluate (e.g. from another tool).")] = None,
     n: Annotated[int, typer.Option("--n", help="Samples drawn from each run (and used for the floor and ceiling rows).")] = 10_000,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset to compare --images against (default: the runs' dataset, else mnist).")] = None,
@@ -23,7 +23,7 @@ def evaluate(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
-    quiet: QuietOpt = False,
+    quiet: QuietReadOpt = False,
 ) -> None:
     """Measure sample quality against the test split: FID on udl's LeNet features, precision/recall, IS, confidence and class balance."""
     setup(quiet)
@@ -54,13 +54,12 @@ def _print(report) -> None:
         label = row.label if row.kind == "reference" else f"{row.label} ({row.kind})"
         t.add_row(label, f"{m['n']:,}", f"{m['fid']:.2f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['inception_score']:.2f}",
                   f"{m['confidence']:.3f}", share, f"{b['kl_uniform']:.3f}", end_section=i == 0 or i == len(report.rows))
-    if not ui.console.is_terminal:
-        # Piped or captured output has no width of its own (rich assumes 80): keep each row on one line.
-        ui.console.width = max(ui.console.width, 170)
-    ui.console.print(t)
+    # Piped or captured output has no width of its own (rich assumes 80): keep each row on one line there.
+    ui.print_table(t, width=None if ui.console.is_terminal else max(ui.console.width, 170))
     f = report.featurenet
-    ui.console.print(f"features: udl's LeNet ({f['features']} features, {f['test_accuracy']:.2%} test accuracy), {f['run_dir']}; "
-                     "its FIDs are not comparable with Inception FIDs from papers (docs/evaluate.md)", soft_wrap=True)
+    made = "shipped with udl" if f["shipped"] else "trained on this machine: numbers compare only with the same sha256"
+    ui.console.print(f"features: udl's LeNet for {f['dataset']} ({made}; sha256 {f['sha256'][:16]}), {f['features']} features, "
+                     f"{f['test_accuracy']:.2%} test accuracy; its FIDs are not comparable with Inception FIDs from papers (docs/evaluate.md)")
     if flagged:
         lo, hi = BALANCE_BAND
         ui.console.print(f"[red]![/] a class takes less than {lo * 10:.0f}% or more than {hi * 10:.0f}% of the samples (for 10 classes): unbalanced or collapsed")

@@ -25,7 +25,7 @@ from udlcli.engine import runs
 from udlcli.engine.checkpoint import load_checkpoint
 from udlcli.engine.featurenet import FeatureNet, featurenet_for, writable
 from udlcli.engine.latent import status
-from udlcli.errors import CheckpointError, DataError, SpecError
+from udlcli.errors import CheckpointError, DataError, SpecError, a_kind
 
 # Run kind -> "module:function" of its sampler, imported only when used. Every sampler has the
 # signature generate(run: Path, n: int, seed: int = 0, device: str = "cpu") -> (n, 1, 28, 28) float32 in [0, 1] on the CPU.
@@ -108,9 +108,9 @@ def run_source(path: str | Path) -> Source:
     payload = load_checkpoint(ck)
     kind = payload.get("kind") or "unknown"
     if kind in NOT_GENERATIVE:
-        raise CheckpointError(f"{run_dir} is a {kind} run: {NOT_GENERATIVE[kind]}; evaluate an {', '.join(GENERATORS)} run or --images instead")
+        raise CheckpointError(f"{run_dir} is {a_kind(kind)} run: {NOT_GENERATIVE[kind]}; evaluate an AE, VAE or GAN run, or --images, instead")
     if kind not in GENERATORS:
-        raise CheckpointError(f"{run_dir} is a {kind} run, which cannot generate images; evaluate an {', '.join(GENERATORS)} run or --images instead")
+        raise CheckpointError(f"{run_dir} is {a_kind(kind)} run, which cannot generate images; evaluate an AE, VAE or GAN run, or --images, instead")
     spec_data = (payload.get("spec") or {}).get("data") or {}
     dataset = (payload.get("data") or {}).get("name") or spec_data.get("dataset")
     return Source(str(run_dir), kind, run_dir, dataset, spec_data.get("data_dir"), _import(GENERATORS[kind], kind))
@@ -198,7 +198,7 @@ def evaluate(
     with status("the ceiling (train split) and floor (uniform noise) rows"):
         references = _references(data, net, real, min(n_ref, len(data.train)), seed)
 
-    report = EvalReport(rows, references, data.info(), _featurenet_info(net), len(data.test))
+    report = EvalReport(rows, references, data.info(), net.info(), len(data.test))
     common = {
         "command": command, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": seed,
         "reference": f"{data.name} test split ({len(data.test):,} images)", "dataset": report.dataset,
@@ -265,11 +265,3 @@ def _references(data, net: FeatureNet, real: Reference, n: int, seed: int) -> li
         feats, probs = net.embed(x)
         out.append(Row(label, kind, real.metrics(feats, probs), seconds=time.perf_counter() - t0))
     return out
-
-
-def _featurenet_info(net: FeatureNet) -> dict:
-    r = net.record
-    return {
-        "run_dir": str(net.run_dir), "key": r.get("key"), "recipe": r.get("recipe"), "test_accuracy": r.get("test_accuracy"),
-        "features": (r.get("model") or {}).get("features"), "train_size": (r.get("dataset") or {}).get("train_size"),
-    }

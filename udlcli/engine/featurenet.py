@@ -1,10 +1,16 @@
-"""udl evaluate's feature network: a LeNet trained once per dataset with the shared trainer, then cached and reused.
+"""udl evaluate's feature network: a fixed LeNet shipped for MNIST and Fashion-MNIST, trained once and cached for other data.
 
-The cache is an ordinary run folder, `<data dir>/featurenets/lenet/<dataset>/` (or the same under the
-user cache folder ~/.cache/udl when the data dir is read-only), holding the usual spec.yaml,
-metrics.csv, summary.json and weights/, plus `featurenet.json`, which records how the network was
-made (dataset, recipe, test accuracy, versions). featurenet.json is written last: a folder without
-it is an interrupted training and is never used.
+Shipped networks (`udlcli/featurenets/<name>.safetensors`, listed with their SHA-256 in
+`manifest.json`) were trained once by `python -m udlcli.featurenets.build` with the recipe below,
+so every install scores with the same weights: numbers from two machines compare, as FIDs on
+Inception's fixed weights do. mnist-sample is MNIST's digits and uses MNIST's network.
+
+Any other dataset (kmnist, folder:PATH) gets a network trained on first use with the same recipe,
+cached as an ordinary run folder in the user cache, `~/.cache/udl/featurenets/lenet/<dataset>/`
+(`$UDL_CACHE_DIR/featurenets/...` when that is set; never beside the data). Its
+`featurenet.safetensors` is the same format as a shipped file, and `featurenet.json`, written last
+(a folder without it is an interrupted training and is never used), records how it was made and its
+SHA-256: its numbers compare only with numbers from a network of the same hash.
 """
 
 from __future__ import annotations
@@ -22,41 +28,123 @@ import numpy as np
 import torch
 
 from udlcli import ui
-from udlcli.data import ImageDataset, TensorImages, resolve_data_dir
+from udlcli.data import ImageDataset, TensorImages
 from udlcli.data.sources import default_cache_dir
 from udlcli.engine import runs
 from udlcli.engine.device import describe, resolve_device
-from udlcli.errors import DataError
+from udlcli.errors import CheckpointError, DataError
 
-RECIPE = 2
-"""Bump when the architecture or training recipe changes, so cached networks of the old recipe are retrained."""
+RECIPE = 3
+"""Bump when the architecture or training recipe changes, so cached networks of the old recipe are retrained.
+3: the reject output trained on synthetic non-images (outlier exposure)."""
 RECORD = "featurenet.json"
+WEIGHTS_FILE = "featurenet.safetensors"
 CACHE_DIR = "featurenets"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "featurenets"
+MANIFEST = SHIPPED_DIR / "manifest.json"
 MNIST_ACCURACY_BAR = 0.99
 
 
 @dataclass
 class FeatureNet:
-    """A trained LeNet in eval mode and the record of how it was made."""
+    """A LeNet in eval mode, the record of how it was made, and where its weights come from."""
 
     model: torch.nn.Module
-    run_dir: Path
+    source: Path
+    """The .safetensors file the weights were read from."""
     record: dict
     device: torch.device
+    sha256: str
+    shipped: bool
+    """True for a network shipped with udl (the same on every install)."""
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-        """Images (N, 1, 28, 28) in [0, 1] -> (features (N, f) float32, class probabilities (N, C) float64)."""
+        """Images (N, 1, 28, 28) in [0, 1] -> (features (N, f) float32, probabilities of the data's classes (N, C) float64).
+
+        The probabilities sum to 1 - P(not data) (see udlcli.models.lenet): near 0 for noise.
+        """
         feats, probs = [], []
         for i in range(0, len(images), batch_size):
             x = images[i : i + batch_size].to(self.device, torch.float32)
             f = self.model.features(x)  # (B, f)
             feats.append(f.cpu())
-            probs.append(torch.softmax(self.model.head(f).double(), dim=1).cpu())  # (B, C)
+            probs.append(self.model.data_probs(f).cpu())  # (B, C)
         return torch.cat(feats).numpy(), torch.cat(probs).numpy()
 
     def embed_split(self, split: TensorImages, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
         return self.embed(split.images(), batch_size)
+
+    def info(self) -> dict:
+        """What evaluation.json and the table footer say about the yardstick."""
+        r = self.record
+        return {
+            "sha256": self.sha256, "shipped": self.shipped, "source": str(self.source), "dataset": (r.get("dataset") or {}).get("name"),
+            "recipe": r.get("recipe"), "test_accuracy": r.get("test_accuracy"), "features": (r.get("model") or {}).get("features"),
+            "train_size": (r.get("dataset") or {}).get("train_size"),
+            "note": None if self.shipped else "a network trained on this machine: these numbers compare only with numbers from a network of the same sha256",
+        }
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- safetensors files (shipped or cached)
+
+
+def save_network(model: torch.nn.Module, record: dict, path: Path) -> str:
+    """Write the weights and the record (as safetensors metadata) to path; returns the file's SHA-256."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"udl": json.dumps(record, sort_keys=True, default=str)})
+    tmp.replace(path)
+    return sha256_of(path)
+
+
+def load_network(path: Path, device: str = "auto", expected_sha256: str | None = None, shipped: bool = False) -> FeatureNet:
+    """A feature network from its .safetensors file (no pickle: only tensors and a JSON header are read)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from udlcli.models.lenet import LeNet
+
+    digest = sha256_of(path)
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise CheckpointError(f"{path}: SHA-256 {digest[:12]}… is not the {expected_sha256[:12]}… it was shipped with; reinstall udl")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            record = json.loads((f.metadata() or {})["udl"])
+        state = load_file(str(path))
+        m, d = record["model"], record["data"]
+        model = LeNet(m["channels"], m["features"], m["classes"], m["dropout"], d["mean"], d["std"], m.get("reject", False), m.get("negatives", 0.0))
+        model.load_state_dict(state)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is not a readable udl feature network ({e.__class__.__name__}); delete it to retrain, or reinstall udl") from None
+    dev = resolve_device(device)
+    return FeatureNet(model.to(dev).eval(), path, record, dev, digest, shipped)
+
+
+def manifest() -> dict:
+    """The shipped networks: {name: {"file", "sha256", "test_accuracy", "datasets": [dataset names it serves]}}."""
+    try:
+        return json.loads(MANIFEST.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def shipped_entry(dataset: str) -> dict | None:
+    return next((e for e in manifest().values() if dataset in e.get("datasets", [])), None)
+
+
+# ---------------------------------------------------------------- the user cache (datasets without a shipped network)
 
 
 def dataset_key(name: str, limit: int | None = None) -> str:
@@ -83,30 +171,20 @@ def writable(folder: Path) -> bool:
     return True
 
 
-def cache_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Where cached networks are looked for, in order: beside the data, then the user cache."""
-    roots = [resolve_data_dir(data_dir) / CACHE_DIR, default_cache_dir() / CACHE_DIR]
-    return list(dict.fromkeys(roots))
+def cache_root() -> Path:
+    """Where trained networks are cached: the user cache only (a data folder is never written)."""
+    return default_cache_dir() / CACHE_DIR
 
 
-def writable_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """Where a newly trained network goes: beside the data when that folder is writable, else the user cache."""
-    root = next((r for r in cache_roots(data_dir) if writable(r)), None)
-    if root is None:
-        raise DataError(f"no writable folder to cache the feature network in (tried {', '.join(map(str, cache_roots(data_dir)))}); set XDG_CACHE_HOME")
-    return root
-
-
-def find_cached(key: str, data_dir: str | os.PathLike | None = None) -> Path | None:
+def find_cached(key: str) -> Path | None:
     """The run folder of a finished feature network for this dataset key and recipe, or None."""
-    for root in cache_roots(data_dir):
-        for run_dir in sorted((root / "lenet").glob(f"{key}*"), key=runs._natural_key):
-            try:
-                rec = json.loads((run_dir / RECORD).read_text())
-            except (OSError, ValueError):
-                continue  # no record: an interrupted training, or another dataset's folder
-            if rec.get("key") == key and rec.get("recipe") == RECIPE and (run_dir / runs.WEIGHTS / "best.pt").is_file():
-                return run_dir
+    for run_dir in sorted((cache_root() / "lenet").glob(f"{key}*"), key=runs._natural_key):
+        try:
+            rec = json.loads((run_dir / RECORD).read_text())
+        except (OSError, ValueError):
+            continue  # no record: an interrupted training, or another dataset's folder
+        if rec.get("key") == key and rec.get("recipe") == RECIPE and (run_dir / WEIGHTS_FILE).is_file():
+            return run_dir
     return None
 
 
@@ -116,25 +194,29 @@ def featurenet_for(
     device: str = "auto",
     epochs: int | None = None,
     limit: int | None = None,
+    shipped: bool = True,
 ) -> FeatureNet:
-    """The feature network of data's dataset: loaded from the cache, or trained now (once) and cached.
+    """The feature network of data's dataset: the shipped one, else the cached one, else one trained now (once).
 
-    epochs and limit change the recipe for quick tests; limit is part of the cache key, so a
-    network trained on part of a dataset is never used for the whole of it.
+    epochs and limit change the recipe (quick test networks), so they never use a shipped network;
+    limit is part of the cache key, so a network trained on part of a dataset is never used for the whole.
+    shipped=False skips the shipped networks (to test the training path).
     """
-    from udlcli.engine.loading import load_run
-
+    entry = shipped_entry(data.name) if shipped and epochs is None and limit is None else None
+    if entry is not None:
+        return load_network(SHIPPED_DIR / entry["file"], device, expected_sha256=entry["sha256"], shipped=True)
     key = dataset_key(data.name, limit)
-    run_dir = find_cached(key, data_dir)
-    if run_dir is None:
-        run_dir = _train(data, key, data_dir, device, epochs, limit)
-    loaded = load_run(run_dir, kinds=("lenet",))
-    dev = resolve_device(device)
-    record = json.loads((run_dir / RECORD).read_text())
-    return FeatureNet(loaded.model.to(dev).eval(), run_dir, record, dev)
+    run_dir = find_cached(key) or train_network(data, key, data_dir, device, epochs, limit, cache_root())
+    net = load_network(run_dir / WEIGHTS_FILE, device)
+    recorded = json.loads((run_dir / RECORD).read_text()).get("sha256")
+    if recorded != net.sha256:
+        raise CheckpointError(f"{run_dir / WEIGHTS_FILE} changed since it was trained (SHA-256 {net.sha256[:12]}…, recorded {str(recorded)[:12]}…); delete {run_dir} to retrain")
+    return net
 
 
-def _train(data: ImageDataset, key: str, data_dir, device: str, epochs: int | None, limit: int | None) -> Path:
+def train_network(data: ImageDataset, key: str, data_dir, device: str, epochs: int | None, limit: int | None, root: Path) -> Path:
+    """Train a feature network with the shared trainer into root/lenet/<key>/; the same recipe makes the shipped ones."""
+    from udlcli.engine.loading import load_run
     from udlcli.engine.spec import resolve_spec, spec_to_dict
     from udlcli.engine.train import RunOptions, train
 
@@ -143,9 +225,10 @@ def _train(data: ImageDataset, key: str, data_dir, device: str, epochs: int | No
             f"dataset {data.name!r} has no class labels for every training image; the feature network of udl evaluate "
             "is a classifier, so give a dataset with one sub-folder per class (or evaluate against mnist)"
         )
+    if not writable(root):
+        raise DataError(f"cannot write the feature network's cache in {root}; set UDL_CACHE_DIR to a writable folder")
     if limit:
         data = dataclasses.replace(data, train=TensorImages(data.train.x[:limit], data.train.y[:limit]))
-    root = writable_root(data_dir)
     flags = {
         # 10% held out for choosing the best epoch is plenty for a classifier; the rest trains it.
         "data.dataset": data.name, "data.data_dir": str(data_dir) if data_dir else None, "data.limit": limit, "data.val_fraction": 0.1,
@@ -156,13 +239,15 @@ def _train(data: ImageDataset, key: str, data_dir, device: str, epochs: int | No
     result = train(spec, RunOptions(out=root, name=key, command="udl evaluate (feature network)"), data=data)
     s = result.summary
     acc = s["test"].get("acc", float("nan"))
+    d = spec_to_dict(spec)
     record = {
         "key": key,
         "recipe": RECIPE,
-        "what": "udl evaluate's feature network: LeNet penultimate layer for FID and precision/recall, softmax for balance, confidence and IS",
+        "what": "udl evaluate's feature network: LeNet penultimate layer for FID and precision/recall; class probabilities for balance, confidence and IS",
         "dataset": data.info(),
-        "model": spec_to_dict(spec)["model"],
-        "train": spec_to_dict(spec)["train"],
+        "model": d["model"],
+        "data": {"mean": d["data"]["mean"], "std": d["data"]["std"]},
+        "train": d["train"],
         "test_accuracy": acc,
         "test_loss": s["test"].get("loss"),
         "best_epoch": s["best_epoch"],
@@ -171,8 +256,10 @@ def _train(data: ImageDataset, key: str, data_dir, device: str, epochs: int | No
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": runs.versions(),
     }
+    best = load_run(result.run_dir, kinds=("lenet",))  # the epoch of lowest validation loss
+    record["sha256"] = save_network(best.model, record, result.run_dir / WEIGHTS_FILE)
     runs.write_json(result.run_dir / RECORD, record)  # last: marks the cache entry complete
-    ui.info(f"feature network: test accuracy {acc:.2%}; cached in [cyan]{result.run_dir}[/]")
+    ui.info(f"feature network: test accuracy {acc:.2%}; sha256 {record['sha256'][:12]}…; cached in [cyan]{result.run_dir}[/]")
     if data.name == "mnist" and not limit and acc < MNIST_ACCURACY_BAR:
         ui.warn(f"the feature network reached only {acc:.2%} MNIST test accuracy (expected >= {MNIST_ACCURACY_BAR:.0%}); FIDs from it are less reliable")
     return result.run_dir
