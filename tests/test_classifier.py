@@ -65,9 +65,10 @@ def test_unfrozen_encoder_trains_at_its_own_learning_rate(batch):
     assert clf.encoder.training
     clf.loss(x, y)["loss"].backward()
     assert all(p.grad is not None for p in clf.encoder_parameters())
-    # without encoder_lr the encoder learns ten times slower than the head
+    # without encoder_lr the encoder learns at the head's rate (the measured --unfreeze recipe), with 2-pixel shifts
     _, clf2 = _pair(unfreeze=True)
-    assert [g["lr"] for g in clf2.param_groups(TrainConfig(lr=2e-3))] == [2e-3, pytest.approx(2e-4)]
+    assert [g["lr"] for g in clf2.param_groups(TrainConfig(lr=2e-3))] == [2e-3, 2e-3]
+    assert clf2.cfg.shift == 2 and ClassifierConfig().shift == 0
 
 
 def test_registered_as_a_finetune_family_with_the_reports_head():
@@ -109,3 +110,32 @@ def test_shift_trains_only_an_unfrozen_encoder_and_only_in_training(batch):
     a = clf.loss(x, y)["loss"]
     torch.manual_seed(2)
     assert not torch.equal(a, clf.loss(x, y)["loss"])  # other shifts, other loss
+
+
+@pytest.mark.parametrize("features,width", [("latent", 5), ("hidden", 64), ("conv", 3 * 3 * 4 * 4)])
+def test_features_pick_what_the_head_sees(batch, features, width):
+    x, y = batch
+    ae, clf = _pair(unfreeze=False, features=features)
+    clf.eval()
+    ae.eval()
+    f = clf.encode(x)
+    assert f.shape == (len(x), width) and clf.head[0].in_features == width
+    with torch.no_grad():
+        expected = {"latent": ae.encode(x), "hidden": ae.encoder(x), "conv": ae.encoder.body[:7](ae.encoder.normalize(x))}[features]
+    torch.testing.assert_close(f, expected)
+    torch.testing.assert_close(clf(x), clf.classify(f))  # the head alone on features computed once
+    with torch.no_grad():
+        assert float(clf.feature_loss(f, y)["loss"]) == pytest.approx(float(clf.loss(x, y)["loss"]))
+
+
+def test_standardize_scales_the_features_with_fixed_numbers(batch):
+    x, _ = batch
+    _, clf = _pair(unfreeze=False, features="hidden")
+    clf.eval()
+    f = clf.encode(x)
+    clf.standardize.fit(f)
+    z = clf.standardize(f)
+    live = f.std(0) > 1e-6  # ReLU units that never fire stay as they are
+    torch.testing.assert_close(z.mean(0), torch.zeros(f.shape[1]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(0)[live], torch.ones(int(live.sum())), atol=1e-4, rtol=0)
+    assert "standardize.mean" in clf.state_dict() and not any(p is clf.standardize.mean for p in clf.parameters())

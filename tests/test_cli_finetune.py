@@ -75,7 +75,7 @@ def test_bad_input_is_one_line(trained, runner, tmp_path):
         (["finetune", "--out", str(runs), "--predict", str(tmp_path / "nothing*.png")], "matches no file"),
         (["finetune", "--out", str(tmp_path / "empty"), "--predict", str(tmp_path / "notes.txt")], "not a readable image"),
         (["finetune", str(runs / "ae" / "ae"), str(runs / "ae" / "ae"), "--out", str(runs)], "use --predict"),
-        (["finetune", str(runs / "finetune" / "finetune"), "--out", str(runs)], "is a classifier run, not ae"),
+        (["finetune", str(runs / "finetune" / "finetune"), "--out", str(runs)], "is a classifier run, not an AE or a DAE run"),
     ]
     for args, expect in cases:
         r = runner.invoke(app, args)
@@ -84,5 +84,5 @@ def test_bad_input_is_one_line(trained, runner, tmp_path):
     # an image, but no classifier run to use
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "blank.png")
     r = runner.invoke(app, ["finetune", "--out", str(tmp_path / "empty"), "--predict", str(tmp_path / "blank.png")])
-    assert r.exit_code != 0 and "no finetune run" in _only_error_line(r)
+    assert r.exit_code != 0 and "no finetune run" in _only_error_line(r) and "(udl finetune)" in _only_error_line(r)
     assert sorted(p.name for p in (runs / "finetune").iterdir()) == ["finetune"]  # no failed command made a run

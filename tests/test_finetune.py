@@ -89,7 +89,8 @@ def test_init_head_needs_the_same_latent_size(ae_runs, tmp_path):
     prep = ft.prepare(_spec(aes[3], f"finetune.init_head={first}"), tmp_path)
     assert prep.run_spec.model.hidden == 16
     head = load_checkpoint(first / "weights/best.pt")["model"]
-    assert torch.equal(prep.head_state["0.weight"], head["head.0.weight"])
+    assert torch.equal(prep.head_state["head.0.weight"], head["head.0.weight"])
+    assert torch.equal(prep.head_state["standardize.mean"], head["standardize.mean"])  # the head keeps the scaling it was trained behind
 
 
 def test_bad_specs_are_one_line_errors_and_write_nothing(ae_runs, tmp_path):
@@ -101,6 +102,33 @@ def test_bad_specs_are_one_line_errors_and_write_nothing(ae_runs, tmp_path):
     with pytest.raises(CheckpointError, match="not a udl finetune checkpoint"):
         ft.resume(aes[7])
     assert not (tmp_path / "finetune").exists()
+
+
+def test_unfreeze_and_frozen_defaults_are_the_measured_recipes(ae_runs):
+    _, aes = ae_runs
+    frozen = ft.resolve_finetune_spec(sets=[f"finetune.ae={aes[7]}"])
+    assert (frozen.train.epochs, frozen.train.scheduler, frozen.finetune.shift, frozen.finetune.features) == (ft.FROZEN_EPOCHS, "cosine", 0, "latent")
+    unfrozen = ft.resolve_finetune_spec(sets=[f"finetune.ae={aes[7]}", "finetune.unfreeze=true"])
+    assert (unfrozen.train.epochs, unfrozen.finetune.shift, unfrozen.finetune.encoder_lr) == (ft.UNFROZEN_EPOCHS, 2, None)
+    prep = ft.prepare(unfrozen, "runs")
+    model = ft.make_trainer(prep).model
+    assert [g["lr"] for g in model.param_groups(prep.run_spec.train)] == [1.839e-3, 1.839e-3]  # the encoder at the head's lr
+    # Anything given explicitly wins over the mode's defaults.
+    mine = ft.resolve_finetune_spec(sets=[f"finetune.ae={aes[7]}", "finetune.unfreeze=true", "train.epochs=3", "finetune.shift=0"])
+    assert (mine.train.epochs, mine.finetune.shift) == (3, 0)
+
+
+@pytest.mark.parametrize("features", ["hidden", "conv"])
+def test_a_head_on_other_features(ae_runs, tmp_path, features):
+    _, aes = ae_runs
+    res = ft.finetune(_spec(aes[7], f"finetune.features={features}", "finetune.hidden=64", "train.epochs=4"), RunOptions(out=tmp_path))
+    s = res.summary
+    assert s["features"] == features and s["baselines"]["features"] == features
+    width = {"hidden": 64, "conv": 3 * 3 * 4 * 4}[features]
+    assert s["trainable_params"] == width * 64 + 64 + 64 * 10 + 10
+    assert 0.3 < s["test_accuracy"] <= 1.0 and 0.3 < s["baselines"]["linear_probe"] <= 1.0
+    loaded = load_run(res.run_dir, kinds=("classifier",))
+    assert loaded.spec.model.features == features
 
 
 def test_same_seed_same_numbers_and_nothing_written(ae_runs, tmp_path):

@@ -19,15 +19,16 @@ TRAIN = "Training"
 def finetune(
     targets: Annotated[Optional[List[str]], typer.Argument(
         help="The AE run (folder or checkpoint) whose encoder is used; default: the newest AE run. With --predict: more image files.",
-        show_default=False, metavar="[AE_RUN]")] = None,
+        show_default=False, metavar="AE_RUN")] = None,
     hidden: Annotated[Optional[int], typer.Option(help="Hidden units of the head (default: the report's 928).", rich_help_panel=HEAD)] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout p of the head, 0 <= p < 1 (default: the report's 0.104258).", rich_help_panel=HEAD)] = None,
-    unfreeze: Annotated[Optional[bool], typer.Option("--unfreeze/--freeze", help="Train the encoder too (default: frozen, only the head trains).", show_default=False, rich_help_panel=HEAD)] = None,
-    encoder_lr: Annotated[Optional[float], typer.Option(help="Learning rate of the unfrozen encoder (default: lr / 10).", rich_help_panel=HEAD)] = None,
-    shift: Annotated[Optional[int], typer.Option(help="With --unfreeze: shift training images by up to N pixels, 0-4 (augmentation; default 0).", rich_help_panel=HEAD)] = None,
+    features: Annotated[Optional[str], typer.Option(help="What the head sees: latent (the code, default) | hidden (the 64-unit layer) | conv (the conv trunk).", rich_help_panel=HEAD)] = None,
+    unfreeze: Annotated[Optional[bool], typer.Option("--unfreeze/--freeze", help="Fine-tune the encoder too: 10 epochs, encoder at the head's lr, 2-pixel shifts (default: frozen).", show_default=False, rich_help_panel=HEAD)] = None,
+    encoder_lr: Annotated[Optional[float], typer.Option(help="Learning rate of the unfrozen encoder (default: the head's lr).", rich_help_panel=HEAD)] = None,
+    shift: Annotated[Optional[int], typer.Option(help="With --unfreeze: shift training images by up to N pixels, 0-4 (default 2 with --unfreeze).", rich_help_panel=HEAD)] = None,
     init_head: Annotated[Optional[Path], typer.Option(help="Start the head from this classifier run's weights (e.g. a frozen run, before --unfreeze).", rich_help_panel=HEAD)] = None,
     baselines: Annotated[Optional[bool], typer.Option("--baselines/--no-baselines", help="Also fit a linear probe and 5-NN on the codes (default: on).", show_default=False, rich_help_panel=HEAD)] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 20; with --resume: the new total).", rich_help_panel=TRAIN)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 30 frozen, 10 with --unfreeze; with --resume: the new total).", rich_help_panel=TRAIN)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 128).", rich_help_panel=TRAIN)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate of the head (default: the report's 0.001839).", rich_help_panel=TRAIN)] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: the report's 5.81e-5).", rich_help_panel=TRAIN)] = None,
@@ -67,14 +68,14 @@ def finetune(
         ae = targets[0] if targets else None
         opts = engine.RunOptions(out=out, name=name, command=command_line())
         if resume is not None:
-            others = dict(ae=ae, hidden=hidden, dropout=dropout, unfreeze=unfreeze, encoder_lr=encoder_lr, shift=shift, init_head=init_head, baselines=baselines,
+            others = dict(ae=ae, hidden=hidden, dropout=dropout, features=features, unfreeze=unfreeze, encoder_lr=encoder_lr, shift=shift, init_head=init_head, baselines=baselines,
                           batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, dataset=dataset, limit=limit,
                           config=config, set=set_, seed=seed, data_dir=data_dir)
             refuse_changes_on_resume([k for k, v in others.items() if v is not None])
             result = engine.resume(resume, epochs=epochs, device=device, opts=opts)
         else:
             flags = {
-                "finetune.ae": ae, "finetune.hidden": hidden, "finetune.dropout": dropout, "finetune.unfreeze": unfreeze,
+                "finetune.ae": ae, "finetune.hidden": hidden, "finetune.dropout": dropout, "finetune.features": features, "finetune.unfreeze": unfreeze,
                 "finetune.encoder_lr": encoder_lr, "finetune.shift": shift, "finetune.init_head": str(init_head) if init_head else None, "finetune.baselines": baselines,
                 "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.weight_decay": weight_decay,
                 "train.optimizer": optimizer, "train.device": device, "train.seed": seed,
@@ -84,7 +85,7 @@ def finetune(
             if print_spec:
                 from udlcli.config import dump_yaml
 
-                ui.console.print(dump_yaml(spec.model_dump(mode="json")), end="", markup=False, soft_wrap=True)
+                ui.plain(dump_yaml(spec.model_dump(mode="json")))
                 return
             result = engine.finetune(spec, opts)
     _report(result)
@@ -99,22 +100,23 @@ def _report(result) -> None:
         t.add_column(col, justify="left" if col == "class" else "right")
     for c, m in s["per_class"].items():
         t.add_row(c, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", f"{m['support']:,}")
-    ui.console.print(t)
+    ui.print_table(t)
     t = Table(show_header=False, title_justify="left")
-    t.add_row(f"[bold]classifier ({s['encoder']} encoder)[/]", f"[bold]{s['test_accuracy']:.2%}[/] test accuracy")
+    t.add_row(f"[bold]classifier ({s['encoder']} encoder, {s.get('features', 'latent')} features)[/]", f"[bold]{s['test_accuracy']:.2%}[/] test accuracy")
     base = s.get("baselines") or {}
+    what = f"the AE's {base.get('features', 'latent')} features"
     if "linear_probe" in base:
-        t.add_row("linear probe (logistic regression on the AE codes)", f"{base['linear_probe']:.2%}")
+        t.add_row(f"linear probe (logistic regression on {what})", f"{base['linear_probe']:.2%}")
     for k, v in base.items():
         if k.startswith("knn"):
-            t.add_row(f"{k[3:]}-nearest neighbours on the AE codes", f"{v:.2%}")
+            t.add_row(f"{k[3:]}-nearest neighbours on {what}", f"{v:.2%}")
     t.add_row("AE run", s["ae_run"])
     t.add_row("epochs", f"{s['epochs']} (best {s['best_epoch']})")
     t.add_row("trainable parameters", f"{s['trainable_params']:,} of {s['params']:,}")
     t.add_row("dataset", f"{s['dataset']['name']} ({s['dataset']['train_size']:,} train / {s['dataset']['test_size']:,} test)")
     t.add_row("time", f"{s['wall_time_s']:.1f} s ({s['images_per_s']:,.0f} img/s) on {s['device']}")
     t.add_row("figures", str(result.run_dir / "figures"))
-    ui.console.print(t)
+    ui.print_table(t)
 
 
 def _print_predictions(pred, as_json: bool) -> None:
@@ -132,4 +134,4 @@ def _print_predictions(pred, as_json: bool) -> None:
         done = [f"resized from {r['size'][0]}x{r['size'][1]}"] if r["resized"] else []
         done += ["inverted"] if r["inverted"] else []
         t.add_row(r["file"], r["label"], f"{r['probability']:.1%}", ", ".join(done))
-    ui.console.print(t)
+    ui.print_table(t)

@@ -43,40 +43,46 @@ def per_class_scores(true: np.ndarray, pred: np.ndarray, classes: list[str]) -> 
 
 
 @torch.no_grad()
-def codes_of(model: torch.nn.Module, data: TensorImages, batch_size: int = 2048, numpy: bool = True):
-    """An encoder's codes (N, d) for a split, in eval mode; as float64 numpy for scikit-learn by default."""
+def features_of(model, data: TensorImages, batch_size: int = 2048) -> torch.Tensor:
+    """A classifier's head-input features (N, f) of a split (Classifier.encode), in eval mode, on the split's device."""
     was = model.training
     model.eval()
-    z = torch.cat([model.encode(x) for x, _ in data.batches(batch_size)])
+    f = torch.cat([model.encode(x) for x, _ in data.batches(batch_size)])
     model.train(was)
-    return z.double().cpu().numpy() if numpy else z
+    return f
 
 
-def baselines(ae_model: torch.nn.Module, prep: Prepared, run_dir: Path | None = None) -> dict:
-    """Test accuracy of a logistic-regression probe and of 5-NN on the AE's codes (the head's train split).
+def baselines(prep: Prepared, run_dir: Path | None = None) -> dict:
+    """Test accuracy of a logistic-regression probe and of 5-NN on the AE encoder's features the head sees.
 
-    The codes are the AE's own, even with --unfreeze, so these say what the frozen codes hold.
-    The probe sees standardised codes (lbfgs converges on them); kNN uses the latent space's own distances.
+    The features are the AE's own (--features latent, hidden or conv), even with --unfreeze, so these
+    say what the frozen encoder holds. The probe sees standardised features (lbfgs converges on them);
+    kNN uses the feature space's own distances.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from udlcli.models import get
+
     t0 = time.perf_counter()
-    ae_model.to(prep.device)
+    frozen = get("classifier").build(prep.run_spec.model.model_copy(update={"unfreeze": False}), prep.run_spec.data)
+    frozen.load_encoder(prep.ae.model)
+    frozen.to(prep.device)
     train_split, _ = prep.data.split(prep.run_spec.data.val_fraction, prep.run_spec.train.seed)
-    ztr, ytr = codes_of(ae_model, train_split.to(prep.device)), train_split.y.numpy()
-    zte, yte = codes_of(ae_model, prep.data.test.to(prep.device)), prep.data.test.y.numpy()
+    ztr, ytr = features_of(frozen, train_split.to(prep.device)).double().cpu().numpy(), train_split.y.numpy()
+    zte, yte = features_of(frozen, prep.data.test.to(prep.device)).double().cpu().numpy(), prep.data.test.y.numpy()
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     probe.fit(ztr, ytr)
     knn = KNeighborsClassifier(n_neighbors=KNN_K).fit(ztr, ytr)
     out = {
+        "features": prep.run_spec.model.features,
         "linear_probe": float((probe.predict(zte) == yte).mean()),
         f"knn{KNN_K}": float((knn.predict(zte) == yte).mean()),
         "time_s": round(time.perf_counter() - t0, 2),
     }
-    ui.info(f"baselines on the AE's codes: linear probe {out['linear_probe']:.2%}, {KNN_K}-NN {out[f'knn{KNN_K}']:.2%} test accuracy")
+    ui.info(f"baselines on the AE's {out['features']} features: linear probe {out['linear_probe']:.2%}, {KNN_K}-NN {out[f'knn{KNN_K}']:.2%} test accuracy")
     if run_dir is not None:
         runs.write_json(run_dir / BASELINES_FILE, out)
     return out

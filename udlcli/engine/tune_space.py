@@ -71,6 +71,8 @@ class FinetuneSearch(Search):
     """Hidden units of the head (the report's 64 .. 1024)."""
     dropout: tuple[float, float] = Field((0.0, 0.5))
     """Dropout p of the head (the report's 0 .. 0.5)."""
+    features: list[Literal["latent", "hidden", "conv"]] = Field(["latent"], min_length=1)
+    """What the head sees (udl finetune --features); the report searched the code's head only."""
 
 
 def _split_file(config_path: str | None) -> tuple[dict, dict]:
@@ -161,7 +163,7 @@ class FinetuneObjective(AEObjective):
     def spec_for(self, params: dict):
         from udlcli.engine.finetune import FinetuneSpec
 
-        head = {k: params[k] for k in ("hidden", "dropout") if k in params}
+        head = {k: params[k] for k in ("hidden", "dropout", "features") if k in params}
         train = {k: params[k] for k in ("optimizer", "lr", "weight_decay") if k in params}
         return config.validate(FinetuneSpec, config.deep_merge(self.base, {"finetune": head, "train": train}), source="trial spec")
 
@@ -169,7 +171,7 @@ class FinetuneObjective(AEObjective):
         from udlcli.engine.finetune import fit_head
         from udlcli.engine.spec import RunSpec, spec_to_dict
 
-        head = {"hidden": spec.finetune.hidden, "dropout": spec.finetune.dropout}
+        head = {"hidden": spec.finetune.hidden, "dropout": spec.finetune.dropout, "features": spec.finetune.features}
         run_spec = config.validate(RunSpec, config.deep_merge(spec_to_dict(self.prep.run_spec), {"model": head, "train": spec.train.model_dump()}), source="trial spec")
         return fit_head(replace(self.prep, spec=spec, run_spec=run_spec), callbacks=callbacks)
 

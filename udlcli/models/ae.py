@@ -25,6 +25,12 @@ from udlcli.config import Strict
 from udlcli.models.registry import ModelEntry, register
 
 HIDDEN = 64  # the report's second linear layer
+TRUNK = 7  # ConvEncoder.body[:TRUNK] is the conv trunk, up to and including the Flatten
+
+
+def conv_width(channels: int) -> int:
+    """Width of the flattened conv trunk for a 1x28x28 input: 4n channels of 3x3."""
+    return 3 * 3 * 4 * channels
 
 
 class AEConfig(Strict):
@@ -64,6 +70,10 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.normalize(x))
+
+    def conv_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 28, 28) -> the flattened conv trunk (B, 36n), before the 64-unit layer."""
+        return self.body[:TRUNK](self.normalize(x))
 
 
 class ConvDecoder(nn.Module):

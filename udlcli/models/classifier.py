@@ -2,15 +2,17 @@
 
 Layout (n = channels, d = latent_dim, h = hidden), for a 1x28x28 input:
 
-    encoder   the AE's ConvEncoder and to_latent (udlcli.models.ae), weights copied from an AE run
-              -> codes (B, d)
-    head      Linear(d, h) ReLU Dropout(p) Linear(h, classes) -> logits (B, classes)
+    encoder      the AE's ConvEncoder and to_latent (udlcli.models.ae), weights copied from an AE run
+    features     what the head sees (`features`): latent, the code (B, d) (the report's); hidden, the
+                 encoder's 64-unit layer (B, 64); conv, the flattened conv trunk (B, 36n)
+    standardize  each feature minus its mean, over its std, both fixed from the training split
+    head         Linear(f, h) ReLU Dropout(p) Linear(h, classes) -> logits (B, classes)
 
 The report's tuned head: h 928, p 0.104258, Adam, lr 0.001839, weight decay 5.81e-5. By default
 the encoder is frozen: it stays in eval mode, its weights get no gradients and run under
-torch.no_grad(), so only the head trains; its codes never change, so the engine may compute them
-once and feed the head codes (B, d) instead of images (forward() takes either). With `unfreeze` the encoder trains too, with its own
-learning rate (encoder_lr) given to the trainer through param_groups().
+torch.no_grad(), so only the head trains; its features never change, so the engine may compute them
+once and train on `classify(features)` alone. With `unfreeze` the encoder trains too, with its own
+learning rate (encoder_lr, by default the head's) given to the trainer through param_groups().
 """
 
 from __future__ import annotations
@@ -23,8 +25,13 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from udlcli.config import Strict, TrainConfig
-from udlcli.models.ae import HIDDEN, ConvEncoder
+from udlcli.models.ae import HIDDEN, ConvEncoder, conv_width
 from udlcli.models.registry import ModelEntry, register
+
+
+Features = Literal["latent", "hidden", "conv"]
+UNFROZEN_SHIFT = 2
+"""--unfreeze's default augmentation: random shifts of up to 2 pixels (99.3% on MNIST, docs/finetune.md)."""
 
 
 class HeadConfig(Strict):
@@ -34,18 +41,24 @@ class HeadConfig(Strict):
     """Units of the head's hidden layer (the report's tuned 928)."""
     dropout: float = Field(0.104258, ge=0.0, lt=1.0)
     """Dropout p between the hidden and the output layer (the report's tuned 0.104258)."""
+    features: Features = "latent"
+    """What the head sees: latent (the code, the report's), hidden (the encoder's 64-unit layer), conv (the flattened conv trunk)."""
+    standardize: bool = True
+    """Scale each feature to zero mean and unit variance over the training split (fixed numbers, stored with the weights)."""
     unfreeze: bool = False
     """Train the encoder too (fine-tuning); by default it is frozen and only the head trains."""
     encoder_lr: Optional[float] = Field(None, gt=0.0, le=10.0)
-    """Learning rate of the encoder when unfrozen; None uses a tenth of the head's lr."""
-    shift: int = Field(0, ge=0, le=4)
-    """With unfreeze: shift each training image by up to this many pixels (augmentation); 0 is off."""
+    """Learning rate of the encoder when unfrozen; None uses the head's lr."""
+    shift: Optional[int] = Field(None, ge=0, le=4)
+    """With unfreeze: shift each training image by up to this many pixels (augmentation); None: 2 with unfreeze, else 0."""
 
     @model_validator(mode="after")
     def _shift_needs_images(self) -> "HeadConfig":
-        # A frozen encoder's codes are computed once, so there are no images left to shift.
+        # A frozen encoder's features are computed once, so there are no images left to shift.
         if self.shift and not self.unfreeze:
             raise ValueError("shift augments the images the encoder sees; it needs unfreeze (--unfreeze)")
+        if self.shift is None:
+            self.shift = UNFROZEN_SHIFT if self.unfreeze else 0
         return self
 
 
@@ -60,8 +73,27 @@ class ClassifierConfig(HeadConfig):
     classes: int = Field(10, ge=2, le=100_000)
 
 
+class Standardize(nn.Module):
+    """(x - mean) / std per feature, with mean and std buffers fixed by fit() (saved in checkpoints, never trained)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+
+    @torch.no_grad()
+    def fit(self, features: torch.Tensor) -> None:
+        """Set mean and std from features (N, width); a constant feature keeps std 1."""
+        sd = features.std(0)
+        self.mean.copy_(features.mean(0))
+        self.std.copy_(torch.where(sd > 1e-6, sd, torch.ones_like(sd)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 class Classifier(nn.Module):
-    """Encoder (frozen or not) + MLP head; loss() is cross-entropy and also reports accuracy."""
+    """Encoder (frozen or not) + MLP head on the chosen features; loss() is cross-entropy and also reports accuracy."""
 
     def __init__(self, cfg: ClassifierConfig, mean: float = 0.1307, std: float = 0.3081):
         super().__init__()
@@ -70,8 +102,10 @@ class Classifier(nn.Module):
         # The same modules (and parameter names) as ConvAE, so an AE's weights load by name.
         self.encoder = ConvEncoder(cfg.channels, mean, std)
         self.to_latent = nn.Linear(HIDDEN, cfg.latent_dim)
+        width = {"latent": cfg.latent_dim, "hidden": HIDDEN, "conv": conv_width(cfg.channels)}[cfg.features]
+        self.standardize = Standardize(width)
         self.head = nn.Sequential(
-            nn.Linear(cfg.latent_dim, cfg.hidden), nn.ReLU(True),  # (B, h)
+            nn.Linear(width, cfg.hidden), nn.ReLU(True),  # (B, h)
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden, cfg.classes),  # (B, classes) logits
         )
@@ -95,26 +129,40 @@ class Classifier(nn.Module):
         return self
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 28, 28) in [0, 1] -> codes (B, d); no graph is built through a frozen encoder."""
+        """(B, 1, 28, 28) in [0, 1] -> the head's input features (B, f), before standardising; no graph through a frozen encoder."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            return self.to_latent(self.encoder(x))
+            if self.cfg.features == "conv":
+                return self.encoder.conv_features(x)  # (B, 36n)
+            h = self.encoder(x)  # (B, 64)
+            return h if self.cfg.features == "hidden" else self.to_latent(h)  # (B, 64) or (B, d)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Features (B, f) from encode() -> logits (B, classes): the head alone, for features computed once."""
+        return self.head(self.standardize(features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, 1, 28, 28), or codes (B, d) already computed by the frozen encoder -> logits (B, classes)."""
-        return self.head(x if x.ndim == 2 else self.encode(x))
+        """Images (B, 1, 28, 28) in [0, 1] -> logits (B, classes)."""
+        return self.classify(self.encode(x))
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The trainer's contract: cross-entropy to minimise, and accuracy to log."""
-        if self.training and self.cfg.shift and x.ndim == 4:
+        """The trainer's contract on images: cross-entropy to minimise, and accuracy to log."""
+        if self.training and self.cfg.shift:
             x = random_shift(x, self.cfg.shift)
-        logits = self(x)
+        return self._scores(self(x), y)
+
+    def feature_loss(self, f: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The same contract on features computed once by a frozen encoder (see engine/finetune.py's FeatureHead)."""
+        return self._scores(self.classify(f), y)
+
+    @staticmethod
+    def _scores(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": F.cross_entropy(logits, y), "acc": (logits.argmax(1) == y).float().mean()}
 
     def param_groups(self, cfg: TrainConfig) -> list[dict]:
-        """The head at the run's lr; an unfrozen encoder at encoder_lr (default lr / 10)."""
+        """The head at the run's lr; an unfrozen encoder at encoder_lr (default: the same lr)."""
         groups = [{"params": list(self.head.parameters()), "lr": cfg.lr}]
         if not self.frozen:
-            enc_lr = self.cfg.encoder_lr if self.cfg.encoder_lr is not None else cfg.lr / 10
+            enc_lr = self.cfg.encoder_lr if self.cfg.encoder_lr is not None else cfg.lr
             groups.append({"params": self.encoder_parameters(), "lr": enc_lr})
         return groups
 
@@ -144,7 +192,8 @@ register(
         build=build_classifier,
         task="finetune",
         description="the report's fine-tuning classifier: an AE's encoder with an MLP head (cross-entropy)",
-        # The report's optuna result for the head: Adam, lr 0.001839, weight decay 5.81e-5.
-        train_defaults={"optimizer": "adam", "lr": 1.839e-3, "weight_decay": 5.81e-5, "batch_size": 128, "epochs": 20},
+        # The report's optuna result for the head: Adam, lr 0.001839, weight decay 5.81e-5; a cosine schedule
+        # (docs/finetune.md). The epochs depend on --unfreeze: see engine/finetune.py's FinetuneSpec.
+        train_defaults={"optimizer": "adam", "lr": 1.839e-3, "weight_decay": 5.81e-5, "batch_size": 128, "scheduler": "cosine"},
     )
 )
