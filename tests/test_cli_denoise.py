@@ -36,7 +36,7 @@ def bad_inputs(tmp_path, ae_run):
         "--sigma -1": (["--sigma", "-1"], "model.sigma", 2),
         "--salt 2": (["--salt", "2"], "model.salt", 2),
         "unknown noise": (["--noise", "pink"], "model.noise", 2),
-        "--eval on an AE run": (["--eval", str(ae_run)], "is a ae run, not dae", 1),
+        "--eval on an AE run": (["--eval", str(ae_run)], "is an AE run, not a DAE run", 1),
         "--eval on a missing run": (["--eval", str(tmp_path / "nope")], "no such run folder", 1),
         "--eval --sigma -1": (["--eval", str(ae_run), "--sigma", "-1"], "sigma", 2),
         "--compare with a DAE-less folder": (["--compare", str(tmp_path / "nope")], "no such run folder", 1),

@@ -90,7 +90,7 @@ def test_bad_input_is_one_line(runner, runs, tmp_path, gan_run):
         (["gan", "--arch", "unknown"], "model.arch"),
         (["gan", "--resume", str(gan_run), "--lr", "1e-3"], "only --epochs and --device"),
         (["sample", "gan", str(gan_run), "--n", "0"], "--n 0"),
-        (["sample", "gan", "--out", str(tmp_path / "empty")], "no gan run"),
+        (["sample", "gan", "--out", str(tmp_path / "empty")], "make one first (udl gan)"),
     ):
         r = runner.invoke(app, args)
         assert r.exit_code != 0 and expect in _only_error_line(r), (args, r.output)
@@ -105,7 +105,7 @@ def test_sample_gan_refuses_a_non_gan_run(runner, runs):
     spec = resolve_spec("ae", None, {"model.channels": 4, "train.epochs": 1, "data.dataset": "mnist-sample", "data.limit": 100})
     ae = train(spec, RunOptions(out=runs), data=load_dataset("mnist-sample", limit=100)).run_dir
     r = runner.invoke(app, ["sample", "gan", str(ae)])
-    assert r.exit_code != 0 and "is a ae run, not a GAN" in _only_error_line(r)
+    assert r.exit_code != 0 and "is an AE run, not a GAN" in _only_error_line(r)
     r = runner.invoke(app, ["gan", "--resume", str(ae)])
     assert r.exit_code != 0 and "not a GAN" in _only_error_line(r)
 

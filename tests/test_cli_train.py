@@ -73,6 +73,11 @@ def test_resume_extends_a_run(runner, runs):
     assert json.loads((runs / "ae" / "ae" / "summary.json").read_text())["epochs"] == 2
     again = runner.invoke(app, ["train", "--resume", str(runs / "ae" / "ae"), "-q"])
     assert again.exit_code != 0 and "already finished 2/2" in _only_error_line(again)
+    # Naming the run's own model is allowed; naming another is one line.
+    r = runner.invoke(app, ["train", "ae", "--resume", str(runs / "ae" / "ae"), "--epochs", "3", "-q"])
+    assert r.exit_code == 0, r.output
+    wrong = runner.invoke(app, ["train", "vae", "--resume", str(runs / "ae" / "ae"), "--epochs", "4", "-q"])
+    assert wrong.exit_code == 2 and "trains ae, not vae" in _only_error_line(wrong)
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ def test_tune_finetune_on_an_ae_run_and_refuse_other_runs(runner, runs, tmp_path
     # a --from run that is not an AE run (here the classifier just trained) is one line, and no study is made
     r = runner.invoke(app, ["tune", "finetune", "--from", str(runs / "finetune" / "finetune"), "--trials", "2",
                             "--study-name", "wrong", "--out", str(runs), "-q"])
-    assert r.exit_code != 0 and "not ae" in _one_error(r)
+    assert r.exit_code != 0 and "not an AE" in _one_error(r)
     assert not (runs / "tune" / "wrong").exists()
 
 

@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import one_error_line
+
 from udlcli.cli.app import app
 
 TINY = ["--dataset", "mnist-sample", "--channels", "4", "--latent-dim", "3", "-q"]
@@ -115,6 +117,15 @@ def test_input_cleans_user_images_into_another_folder(trained, tmp_path):
     invoke("denoise", "--input", str(tmp_path / "scans" / "*.png"), "--out", tmp_path / "big", "--keep-size", "--run", trained["dae"])
     with Image.open(tmp_path / "big" / "scan_0.png") as im:
         assert im.size == (56, 56)
+    # Cleaning into a folder that already holds those names refuses, naming the first, and writes nothing ...
+    written = {f: f.read_bytes() for f in (tmp_path / "big").iterdir()}
+    r = CliRunner().invoke(app, ["denoise", "--input", str(tmp_path / "scans" / "*.png"), "--out", str(tmp_path / "big"), "--run", str(trained["dae"])])
+    assert r.exit_code == 2 and "scan_0.png already exists (and 3 more); pass --overwrite" in one_error_line(r)
+    assert {f: f.read_bytes() for f in (tmp_path / "big").iterdir()} == written
+    # ... unless --overwrite is given: then the 28x28 outputs replace the 56x56 ones.
+    invoke("denoise", "--input", str(tmp_path / "scans" / "*.png"), "--out", tmp_path / "big", "--overwrite", "--run", trained["dae"])
+    with Image.open(tmp_path / "big" / "scan_0.png") as im:
+        assert im.size == (28, 28)
 
 
 def test_input_uses_the_newest_dae_and_refuses_the_inputs_folder(trained, tmp_path, monkeypatch):

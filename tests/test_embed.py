@@ -31,14 +31,14 @@ def test_pca_and_tsne_maps_are_written_and_scored(runner, latent_runs):
         assert r.exit_code == 0, r.output
         assert "trustworthiness" in r.output and "5-NN accuracy" in r.output
         out = latent_runs["ae"] / "embed"
-        assert (out / f"{method}.png").stat().st_size > 10_000
-        rows = _rows(out / f"{method}.csv")
+        assert (out / f"{method}_n300.png").stat().st_size > 10_000
+        rows = _rows(out / f"{method}_n300.csv")
         idx = np.array([int(row["test_index"]) for row in rows])
         labels = np.array([int(row["label"]) for row in rows])
         assert len(rows) == 300 and len(set(idx)) == 300
         assert (labels == test_y[idx]).all()  # the label column is the test split's label at that index
         assert (np.bincount(labels) == 30).all()  # stratified: mnist-sample's test split has 100 of each digit
-    pca, tsne = (json.loads((latent_runs["ae"] / "embed" / f"{m}.json").read_text()) for m in ("pca", "tsne"))
+    pca, tsne = (json.loads((latent_runs["ae"] / "embed" / f"{m}_n300.json").read_text()) for m in ("pca", "tsne"))
     for info in (pca, tsne):
         m = info["metrics"]
         assert info["n"] == 300 and info["latent_dim"] == 7
@@ -54,12 +54,23 @@ def test_pca_and_tsne_maps_are_written_and_scored(runner, latent_runs):
 @pytest.mark.slow  # three t-SNE runs: ~50 s on 2 cores
 def test_same_seed_same_map(latent_runs, tmp_path):
     a = embed(latent_runs["ae"], method="tsne", n=200, seed=1)
-    first = (latent_runs["ae"] / "embed" / "tsne.csv").read_text()
+    first = (latent_runs["ae"] / "embed" / "tsne_n200_seed1.csv").read_text()
     b = embed(latent_runs["ae"], method="tsne", n=200, seed=1)
-    assert (latent_runs["ae"] / "embed" / "tsne.csv").read_text() == first
+    assert (latent_runs["ae"] / "embed" / "tsne_n200_seed1.csv").read_text() == first
     assert a.info["metrics"] == b.info["metrics"]
     embed(latent_runs["ae"], method="tsne", n=200, seed=2)
-    assert (latent_runs["ae"] / "embed" / "tsne.csv").read_text() != first
+    assert (latent_runs["ae"] / "embed" / "tsne_n200_seed2.csv").read_text() != first
+
+
+def test_other_settings_write_beside_the_earlier_map(latent_runs):
+    out = latent_runs["vae"] / "embed"
+    embed(latent_runs["vae"], method="pca")  # the whole test split: pca.*
+    whole = (out / "pca.csv").read_text()
+    embed(latent_runs["vae"], method="pca", n=100)
+    embed(latent_runs["vae"], method="tsne", n=100, perplexity=20)
+    assert (out / "pca.csv").read_text() == whole  # not replaced by the smaller maps
+    assert len((out / "pca_n100.csv").read_text().splitlines()) == 101
+    assert (out / "tsne_n100_perp20.json").is_file() and (out / "tsne_n100_perp20.png").is_file()
 
 
 def test_vae_with_latent_dim_2_plots_its_means_directly(latent_runs):
@@ -103,7 +114,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runner, latent_runs, tmp_path)
     fresh.mkdir()
     (fresh / "weights").symlink_to(latent_runs["ae"] / "weights")
     cases = {
-        "not an AE or VAE": ([str(other)], "is a lenet run, not ae or vae"),
+        "not an AE or VAE": ([str(other)], "is a LeNet run, not an AE or a VAE run"),
         "--n larger than the test split": ([str(fresh), "--n", "5000"], "larger than the test split"),
         "unknown method": ([str(fresh), "--method", "umap"], "unknown method; choose one of pca, tsne"),
         "perplexity with pca": ([str(fresh), "--method", "pca", "--perplexity", "20"], "--perplexity applies to --method tsne"),

@@ -27,7 +27,7 @@ def test_every_step_runs_in_order_into_its_own_run_folder(study_report):
     # Each step wrote its normal run folder under steps/, named after the step.
     for run in ("ae/train_ae", "tune/tune_ae", "tune/tune_finetune", "finetune/finetune", "denoise/denoise", "vae/train_vae", "gan/gan"):
         assert (steps / run).is_dir(), run
-    assert (steps / "ae/train_ae/embed/tsne.png").is_file() and (steps / "vae/train_vae/samples/vae_grid.png").is_file()
+    assert (steps / "ae/train_ae/embed/tsne_n300.png").is_file() and (steps / "vae/train_vae/samples/vae_grid.png").is_file()
     # Later steps used earlier steps' outputs: the AE came from the study's best.yaml, the classifier from that AE.
     best = json.loads((steps / "tune/tune_ae/summary.json").read_text())["best"]
     ae_spec = (steps / "ae/train_ae/spec.yaml").read_text()

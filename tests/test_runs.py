@@ -55,5 +55,5 @@ def test_load_run_checks_the_kind(tmp_path):
     loaded = load_run(None, tmp_path, ("ae",))
     assert loaded.run_dir == r.run_dir and loaded.kind == "ae" and not loaded.model.training
     assert loaded.model.encode(torch.zeros(2, 1, 28, 28)).shape == (2, 7)
-    with pytest.raises(CheckpointError, match="is a ae run, not vae; try udl sample ae"):
+    with pytest.raises(CheckpointError, match="is an AE run, not a VAE run; try udl sample ae"):
         load_run(r.run_dir, tmp_path, ("vae",), hint="try udl sample ae")

@@ -65,7 +65,7 @@ def test_interpolate_by_class_and_by_index(runner, latent_runs):
 def test_bad_input_is_one_line_and_writes_nothing(runner, latent_runs):
     vae, ae = str(latent_runs["vae"]), str(latent_runs["ae"])
     cases = {
-        "a VAE run": (["ae", vae], "is a vae run, not ae"),
+        "a VAE run": (["ae", vae], "is a VAE run, not an AE run"),
         "class that does not exist": (["ae", ae, "--interpolate", "3,12"], "class '12' does not exist in mnist-sample"),
         "one class only": (["ae", ae, "--interpolate", "3"], "expected two values separated by a comma"),
         "index outside the test split": (["ae", ae, "--interpolate-index", "0,1000"], "indices must be in 0..999"),

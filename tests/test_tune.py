@@ -104,7 +104,8 @@ def test_ctrl_c_stops_after_the_epoch_and_the_study_resumes(runs, tmp_path):
 def test_sigkill_keeps_finished_trials_and_fails_the_running_one(runs, tmp_path):
     """Kill -9 a running `udl tune`; the next run keeps every finished trial, fails the orphan and continues to N."""
     search = _tiny_search(tmp_path)
-    cmd = [sys.executable, "-c", "from udlcli.cli.app import main; main()", "tune", "ae", "--trials", "3", "--max-epochs", "3",
+    # 30 epochs a trial: long enough (seconds) for the poll below to see a trial running after one has finished.
+    cmd = [sys.executable, "-c", "from udlcli.cli.app import main; main()", "tune", "ae", "--trials", "3", "--max-epochs", "30",
            "-c", search, "--out", str(runs), "--dataset", "mnist-sample", "--limit", "200", "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = runs / "tune" / "ae-study" / "study.db"
@@ -112,7 +113,7 @@ def test_sigkill_keeps_finished_trials_and_fails_the_running_one(runs, tmp_path)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.5)
+            time.sleep(0.2)
             try:
                 trials = optuna.load_study(study_name="ae-study", storage=f"sqlite:///{db}").get_trials()
             except Exception:

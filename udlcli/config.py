@@ -231,4 +231,5 @@ def validate(cls: type[BaseModel], data: dict, source: str = "spec") -> Any:
 
 
 def dump_yaml(data: dict) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    """Block-style YAML in the spec's own key order, never wrapped (a long path stays on its line)."""
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=float("inf"))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 
 from rich.console import Console
 from rich.markup import escape
 
-console = Console(highlight=False)
+# soft_wrap: a long line is printed whole (the terminal may fold it), never split with a newline of ours, so logs
+# and pipes keep one line per message. Tables still fit the width (see table()).
+console = Console(highlight=False, soft_wrap=True)
 _quiet = False
 
 
@@ -33,3 +36,75 @@ def info(msg: str) -> None:
 def warn(msg: str) -> None:
     # Warnings print even with --quiet: they say something about the results.
     console.print(f"[yellow]warning:[/] {escape(msg)}", soft_wrap=True)
+
+
+_NUMBER = re.compile(r"^[\s\[\]/a-z]*[-+]?[\d.,]+(e[-+]?\d+)?[%x]?(\s*[–/-]\s*[-+]?[\d.,]+(e[-+]?\d+)?[%x]?)*\s*(s|dB|min|ms)?[\s!\]/a-z]*$")
+
+
+def print_table(table, width: int | None = None) -> None:
+    """Print a rich Table so that no number is ever cut, however narrow the terminal.
+
+    rich shrinks columns evenly when a table is too wide and ends cells with an ellipsis ("3.861e…").
+    Here each column may shrink only to its widest number or its longest word (at most 24 characters,
+    so a path cannot crowd the rest out); the column with the most room to spare gives way first, and
+    headers and text wrap instead of being cut. A table that would not fit even so drops its vertical rules.
+    width: lay the table out for this many columns instead of the console's.
+    """
+    from rich import box
+    from rich.text import Text
+
+    def plain(c) -> str:
+        return Text.from_markup(c).plain if isinstance(c, str) else str(c)
+
+    # Each column's narrowest width, from the most to the least comfortable: whole words in headers and
+    # cells, then whole words in cells only (headers fold mid-word), then whole numbers only.
+    levels: list[list[int]] = [[], [], []]
+    hi = []
+    for col in table.columns:
+        cells = [plain(c) for c in col._cells]
+        head = [plain(col.header)] if table.show_header else []
+        numbers = [len(t.strip()) for t in cells if t.strip() and _NUMBER.match(t)] or [1]
+        cell_words = [min(len(w), 24) for t in cells for w in t.split()] or [1]
+        head_words = [min(len(w), 24) for t in head for w in t.split()] or [1]
+        levels[0].append(max(max(numbers), max(cell_words), max(head_words)))
+        levels[1].append(max(max(numbers), max(cell_words)))
+        levels[2].append(max(numbers))
+        hi.append(max([len(line) for t in cells + head for line in t.splitlines()] + [levels[0][-1]]))
+    width = width or console.width
+    n = len(table.columns)
+    chrome = _chrome(table)  # rules, padding and separators: what the table adds around its cells
+    if sum(levels[0]) + chrome > width:
+        table.box, table.pad_edge, table.show_edge, table.collapse_padding = box.SIMPLE_HEAD, False, False, True
+        chrome = _chrome(table)
+    lo = next((level for level in levels if sum(level) + chrome <= width), levels[-1])
+    widths = list(hi)
+    while sum(widths) + chrome > width:
+        i = max(range(n), key=lambda j: widths[j] - lo[j])
+        if widths[i] <= lo[i]:
+            break  # every column is at its minimum: print it wide rather than cut a number
+        widths[i] -= 1
+    for col, w in zip(table.columns, widths):
+        col.width, col.overflow, col.no_wrap = w, "fold", False
+    # rich never prints wider than its console: a wider layout (piped output) needs a console of that width.
+    out = console if width <= console.width else Console(file=console.file, width=width, highlight=False, color_system=console.color_system)
+    out.print(table)
+
+
+def _chrome(table) -> int:
+    """How many characters a table's rules, padding and separators take on a line (its width with 1-character columns)."""
+    import copy
+    import io
+
+    probe = copy.deepcopy(table)
+    probe.title = probe.caption = None
+    for col in probe.columns:
+        col.width, col._cells = 1, ["x"] * len(col._cells)
+        col.header, col.footer = ("x" if table.show_header else ""), ""
+    c = Console(file=io.StringIO(), width=10_000)
+    c.print(probe)
+    return max(len(line) for line in c.file.getvalue().splitlines()) - len(table.columns)
+
+
+def plain(text: str) -> None:
+    """Write text exactly as it is (no markup, highlighting or wrapping): YAML and JSON that other programs read."""
+    console.out(text, end="", highlight=False)

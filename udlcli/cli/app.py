@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 from typing_extensions import Annotated
 
 from udlcli import __version__
+from udlcli.cli import helptext
 from udlcli.cli import denoise as denoise_cmd
 from udlcli.cli import embed as embed_cmd
 from udlcli.cli import evaluate as evaluate_cmd
@@ -18,8 +21,37 @@ from udlcli.cli import sample as sample_cmd
 from udlcli.cli import train as train_cmd
 from udlcli.cli import tune as tune_cmd
 
+helptext.install()
+
+# click's own base of every command-line mistake (a bad value, a missing argument, an unknown option).
+_UsageError = typer.BadParameter.__bases__[0]
+
+
+class UdlGroup(TyperGroup):
+    """The `udl` group: a command-line mistake is one `error:` line, like every other mistake, not click's usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # `udl` or `udl tune` alone: show the help, as click does
+                e.show()
+                sys.exit(e.exit_code)
+            from udlcli.cli.common import error
+
+            where = e.ctx.command_path if e.ctx is not None else "udl"
+            msg = " ".join(e.format_message().replace("Value error, ", "").split())
+            raise SystemExit(error(f"{msg} (see {where} --help)", e.exit_code).exit_code) from None
+        except typer.Abort:
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
     name="udl",
+    cls=UdlGroup,
     help="Unsupervised deep learning on image data: autoencoders, latent spaces, denoising, VAEs and GANs from one command line.",
     no_args_is_help=True,
     add_completion=False,
@@ -29,16 +61,17 @@ app = typer.Typer(
 )
 
 # In the order of the report's workflow, which is also the order `udl --help` lists them.
-app.command("train", no_args_is_help=False)(train_cmd.train)
-app.command("tune")(tune_cmd.tune)
-app.command("embed")(embed_cmd.embed)
-app.command("sample")(sample_cmd.sample)
-app.command("finetune")(finetune_cmd.finetune)
-app.command("denoise", no_args_is_help=False)(denoise_cmd.denoise)
-app.command("gan", no_args_is_help=False)(gan_cmd.gan)
-app.command("evaluate", no_args_is_help=True)(evaluate_cmd.evaluate)
-app.command("reproduce", no_args_is_help=False)(reproduce_cmd.reproduce)
-
+# In the order of the report's workflow, which is also the order `udl --help` lists them. The short
+# help is what `udl --help` shows: it fits an 80-column terminal whole.
+app.command("train", no_args_is_help=False, short_help="Train an AE, VAE or DAE into a browsable run folder.")(train_cmd.train)
+app.command("tune", short_help="Search hyperparameters with optuna (TPE and pruning).")(tune_cmd.tune)
+app.command("embed", short_help="Map a latent space to 2-D (PCA, t-SNE) and score it.")(embed_cmd.embed)
+app.command("sample", short_help="Draw samples from a trained AE, VAE or GAN.")(sample_cmd.sample)
+app.command("finetune", short_help="Train a classifier on an AE's encoder; --predict images.")(finetune_cmd.finetune)
+app.command("denoise", no_args_is_help=False, short_help="Train a denoising AE, score it (PSNR/SSIM), clean images.")(denoise_cmd.denoise)
+app.command("gan", no_args_is_help=False, short_help="Train the report's MLP GAN (or a DCGAN).")(gan_cmd.gan)
+app.command("evaluate", no_args_is_help=True, short_help="Score samples: FID, precision/recall, IS, class balance.")(evaluate_cmd.evaluate)
+app.command("reproduce", no_args_is_help=False, short_help="Run the report's whole study and write its report.")(reproduce_cmd.reproduce)
 
 def _version(value: bool) -> None:
     if value:

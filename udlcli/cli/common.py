@@ -30,6 +30,8 @@ DataDirOpt = Annotated[
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | mps (default auto).", rich_help_panel="Run")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 0); same seed on CPU, same numbers.", rich_help_panel="Run")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress bar: one line per epoch.", rich_help_panel="Run")]
+# Commands that train nothing (embed, sample, evaluate): no epochs to report.
+QuietReadOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No spinners or progress bars, and fewer messages.", rich_help_panel="Run")]
 
 
 def command_line() -> str:

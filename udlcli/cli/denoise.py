@@ -15,7 +15,7 @@ NOISE = "Noise"
 
 
 def denoise(
-    files: Annotated[Optional[List[str]], typer.Argument(help="More files for --input (what a shell glob like scans/*.png expands to).", show_default=False)] = None,
+    files: Annotated[Optional[List[str]], typer.Argument(metavar="FILES", help="More files for --input (what a shell glob like scans/*.png expands to).", show_default=False)] = None,
     noise: Annotated[Optional[str], typer.Option(help="Training noise: none | gaussian | saltpepper | both | mix (default mix: per image one of none/gaussian/s&p/both).", rich_help_panel=NOISE)] = None,
     sigma: Annotated[Optional[float], typer.Option(help="Gaussian std in normalised units (default 1.0 = 0.3081 in [0,1] pixels).", rich_help_panel=NOISE)] = None,
     p: Annotated[Optional[float], typer.Option("--p", help="Salt-and-pepper: share of pixels replaced (default 0.2).", rich_help_panel=NOISE)] = None,
@@ -35,6 +35,7 @@ def denoise(
     input_: Annotated[Optional[str], typer.Option("--input", help="Clean these image files (files, folders or patterns) with a DAE; needs --out.", rich_help_panel="Your images")] = None,
     run: Annotated[Optional[Path], typer.Option(help="The DAE run --input uses (default: the newest under runs/denoise/).", rich_help_panel="Your images")] = None,
     keep_size: Annotated[bool, typer.Option("--keep-size", help="Scale outputs back to each input's size (default 28x28).", rich_help_panel="Your images")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --input: replace cleaned images already in --out (default: refuse).", rich_help_panel="Your images")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Runs root (default runs); with --input, the folder for the cleaned PNGs.", rich_help_panel="Run")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (auto-incremented if taken). Default: dae.", rich_help_panel="Run")] = None,
     data_dir: DataDirOpt = None,
@@ -56,10 +57,10 @@ def denoise(
             _refuse({**given, "eval": eval_, "compare": compare, "seed": seed}, "--input")
             if out is None:
                 raise SpecError("--input needs --out DIR, a folder for the cleaned images (not the inputs' folder)")
-            result = engine.clean_images([input_, *(files or [])], out, run=run, keep_size=keep_size)
+            result = engine.clean_images([input_, *(files or [])], out, run=run, keep_size=keep_size, overwrite=overwrite)
             return _report_clean(result)
-        if run is not None or keep_size:
-            raise SpecError("--run and --keep-size go with --input")
+        if run is not None or keep_size or overwrite:
+            raise SpecError("--run, --keep-size and --overwrite go with --input")
         root = out or Path("runs")
         if eval_ is not None:
             _refuse({k: v for k, v in given.items() if k not in ("sigma", "p", "salt")}, "--eval")
@@ -108,7 +109,7 @@ def _report_eval(result) -> None:
         if has_ae:
             cells += [_fmt(row["ae"]["psnr"], 2), _fmt(row["ae"]["ssim"], 3)]
         tab.add_row(*cells)
-    ui.console.print(tab)
+    ui.print_table(tab)
     n = t["noise"]
     ui.console.print(f"noise: gaussian sigma {n['sigma']:g} (normalised) = {t['sigma_pixels']:.4f} (pixels); salt-and-pepper p {n['p']:g}, salt {n['salt']:g}; seed {t['seed']}")
     if result.train_summary:

@@ -9,11 +9,11 @@ import typer
 from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietOpt, RootOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietReadOpt, RootOpt, SeedOpt, command_line, friendly_errors, setup
 
 
 def embed(
-    run: Annotated[Optional[Path], typer.Argument(help="AE or VAE run folder, or checkpoint. Default: the newest AE/VAE run.", show_default=False)] = None,
+    run: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="AE or VAE run folder, or checkpoint. Default: the newest AE/VAE run.", show_default=False)] = None,
     method: Annotated[str, typer.Option("--method", "-m", help="pca | tsne: how the codes are mapped to 2-D.")] = "tsne",
     n: Annotated[Optional[int], typer.Option("--n", help="Embed N test images (stratified, seeded). Default: the whole test split.", show_default=False)] = None,
     perplexity: Annotated[Optional[float], typer.Option("--perplexity", help="t-SNE perplexity (default 30).", show_default=False)] = None,
@@ -21,7 +21,7 @@ def embed(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
-    quiet: QuietOpt = False,
+    quiet: QuietReadOpt = False,
 ) -> None:
     """Map the test split's latent codes to 2-D, plot them by label and score the latent space: writes RUN/embed/<method>.png/.csv/.json."""
     setup(quiet)
@@ -45,7 +45,7 @@ def _report(result) -> None:
     t.add_row("5-NN accuracy (5-fold CV)", f(m["knn5_latent"]), f(m["knn5_map"]))
     t.add_row("silhouette by label", f(m["silhouette_latent"]), f(m["silhouette_map"]))
     t.add_row("trustworthiness (k=10)", "", f(m["trustworthiness_k10"]))
-    ui.console.print(t)
+    ui.print_table(t)
     ui.info(f"{info['implementation']}; {info['reduce_time_s']:.1f} s")
     for p in result.files:
         ui.info(f"wrote {p}")

@@ -55,7 +55,7 @@ def gan(
             if print_spec:
                 from udlcli.config import dump_yaml
 
-                ui.console.print(dump_yaml(engine.spec_dict(spec)), end="", markup=False)
+                ui.plain(dump_yaml(engine.spec_dict(spec)))
                 return
             result = engine.train_gan(spec, RunOptions(out=out, name=name, command=command_line()))
     _report(result)
@@ -75,4 +75,4 @@ def _report(result) -> None:
     t.add_row("device", s["device"])
     t.add_row("time", f"{s['wall_time_s']:.1f} s ({s['images_per_s']:,.0f} img/s)")
     t.add_row("figures", f"{result.run_dir / 'figures' / 'losses.png'}, {result.run_dir / 'samples' / 'progress.gif'}")
-    ui.console.print(t)
+    ui.print_table(t)

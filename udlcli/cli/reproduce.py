@@ -13,7 +13,7 @@ from udlcli.cli.common import DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, 
 
 
 def reproduce(
-    study: Annotated[Optional[Path], typer.Argument(help="Study YAML with steps: and profiles:. Default: examples/report.yaml.", show_default=False)] = None,
+    study: Annotated[Optional[Path], typer.Argument(metavar="STUDY", help="Study YAML with steps: and profiles:. Default: examples/report.yaml.", show_default=False)] = None,
     profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Budget profile of the study: quick (default, CPU-friendly) | full (the report's budgets).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this report folder (runs/report/<name>), skipping finished steps.")] = None,
     only: Annotated[Optional[List[str]], typer.Option("--only", help="Rerun just this step (repeatable); its inputs must have finished.")] = None,

@@ -10,12 +10,12 @@ import typer
 from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietOpt, RootOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietReadOpt, RootOpt, SeedOpt, command_line, friendly_errors, setup
 
 
 def sample(
-    kind: Annotated[str, typer.Argument(help="What to sample from: ae (a Gaussian fitted to the AE's latent codes), vae (the VAE's prior), gan (the GAN's generator).", show_default=False)],
-    run: Annotated[Optional[Path], typer.Argument(help="Run folder or checkpoint. Default: the newest run of KIND.", show_default=False)] = None,
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="What to sample from: ae (a Gaussian fitted to the AE's latent codes), vae (the VAE's prior), gan (the GAN's generator).", show_default=False)],
+    run: Annotated[Optional[Path], typer.Argument(metavar="RUN", help="Run folder or checkpoint. Default: the newest run of KIND.", show_default=False)] = None,
     n: Annotated[Optional[int], typer.Option("--n", help="Number of samples (default 64).")] = None,
     gmm: Annotated[Optional[int], typer.Option("--gmm", help="ae: fit a K-component Gaussian mixture instead of one Gaussian.", rich_help_panel="AE")] = None,
     interpolate: Annotated[Optional[str], typer.Option("--interpolate", help="ae, vae: walk between a test image of class A and one of class B: A,B.", rich_help_panel="AE")] = None,
@@ -31,7 +31,7 @@ def sample(
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
-    quiet: QuietOpt = False,
+    quiet: QuietReadOpt = False,
 ) -> None:
     """Decode samples of a trained generative model into RUN/samples/ (a grid, or an interpolation strip)."""
     setup(quiet)
@@ -61,4 +61,4 @@ def _report(result) -> None:
         t.add_row(k, v)
     for f in result.files:
         t.add_row("wrote", str(f))
-    ui.console.print(t)
+    ui.print_table(t)

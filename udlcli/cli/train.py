@@ -15,7 +15,7 @@ MODELS_HELP = "Model to train: ae (the report's conv autoencoder), vae (a conv V
 
 
 def train(
-    model: Annotated[Optional[str], typer.Argument(help=MODELS_HELP, show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Argument(metavar="MODEL", help=MODELS_HELP, show_default=False)] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML run spec with data:/model:/train: sections.")] = None,
     set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override any spec field: --set train.lr=1e-3 (repeatable).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (with --resume: the new total).", rich_help_panel="Training")] = None,
@@ -45,11 +45,11 @@ def train(
 
         opts = engine.RunOptions(out=out, name=name, command=command_line())
         if resume is not None:
-            others = {k: v for k, v in dict(model=model, config=config, set=set_, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            others = {k: v for k, v in dict(config=config, set=set_, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                            optimizer=optimizer, channels=channels, latent_dim=latent_dim, beta=beta, recon=recon, dataset=dataset, limit=limit,
                                            seed=seed, data_dir=data_dir).items() if v}
             refuse_changes_on_resume(list(others))
-            result = engine.resume(resume, epochs=epochs, device=device, opts=opts)
+            result = engine.resume(resume, epochs=epochs, device=device, opts=opts, model=model)
         else:
             from udlcli.engine.spec import resolve_spec, spec_to_dict
 
@@ -63,7 +63,7 @@ def train(
             if print_spec:
                 from udlcli.config import dump_yaml
 
-                ui.console.print(dump_yaml(spec_to_dict(spec)), end="", markup=False)
+                ui.plain(dump_yaml(spec_to_dict(spec)))
                 return
             result = engine.train(spec, opts)
     _report(result)
@@ -83,4 +83,4 @@ def _report(result) -> None:
     t.add_row("device", s["device"])
     t.add_row("time", f"{s['wall_time_s']:.1f} s ({s['images_per_s']:,.0f} img/s)")
     t.add_row("figures", str(result.run_dir / "figures"))
-    ui.console.print(t)
+    ui.print_table(t)

@@ -15,11 +15,6 @@ from udlcli.cli.common import DataDirOpt, DeviceOpt, OutOpt, QuietOpt, SeedOpt, 
 STUDY = "Study"
 
 
-class Objective(str, Enum):
-    ae = "ae"
-    finetune = "finetune"
-
-
 class PrunerName(str, Enum):
     median = "median"
     hyperband = "hyperband"
@@ -27,7 +22,7 @@ class PrunerName(str, Enum):
 
 
 def tune(
-    objective: Annotated[Objective, typer.Argument(help="ae: the conv AE (validation MSE); finetune: the classifier head on a frozen AE encoder (validation cross-entropy).")],
+    objective: Annotated[str, typer.Argument(metavar="OBJECTIVE", help="ae: the conv AE (validation MSE); finetune: the classifier head on a frozen AE encoder (validation cross-entropy).")],
     trials: Annotated[Optional[int], typer.Option(help="Total finished (complete + pruned) trials the study should have; rerunning continues to it (default: the report's 100 for ae, 50 for finetune).", rich_help_panel=STUDY)] = None,
     max_epochs: Annotated[int, typer.Option(help="Epochs of a trial that is not pruned.", rich_help_panel=STUDY)] = 40,
     pruner: Annotated[PrunerName, typer.Option(help="Stops unpromising trials early: median | hyperband | none.", rich_help_panel=STUDY)] = PrunerName.median,
@@ -53,11 +48,11 @@ def tune(
         from udlcli.engine import tune as engine
         from udlcli.errors import SpecError
 
-        if from_ is not None and objective != Objective.finetune:
+        if from_ is not None and objective != "finetune":
             raise SpecError("--from names the AE run for `udl tune finetune`; `udl tune ae` trains its own AEs")
         flags = {"train.batch_size": batch_size, "train.device": device, "data.dataset": dataset, "data.limit": limit,
                  "data.data_dir": str(data_dir) if data_dir else None, "finetune.ae": str(from_) if from_ else None}
-        opts = engine.TuneOptions(objective=objective.value, study_name=study_name, storage=storage, trials=trials, max_epochs=max_epochs,
+        opts = engine.TuneOptions(objective=objective, study_name=study_name, storage=storage, trials=trials, max_epochs=max_epochs,
                                   pruner=pruner.value, n_jobs=n_jobs, timeout=timeout, seed=seed or 0, out=out, command=command_line())
         result = engine.tune(opts, str(config) if config else None, flags, set_ or [])
     _report(result)
@@ -73,10 +68,10 @@ def _report(result) -> None:
         names = list(result.top[0]["params"])
         t = Table(title=f"{result.study_dir}: top trials by {s['metric']}", title_justify="left")
         for col in ("trial", s["metric"], "epochs", *names):
-            t.add_column(col, justify="right")
+            t.add_column(col.replace("_", " "), justify="right")
         for r in result.top:
             t.add_row(str(r["trial"]), f"{r['value']:.5g}", str(r["epochs"]), *[_fmt(r["params"].get(n)) for n in names])
-        ui.console.print(t)
+        ui.print_table(t)
     t = Table(show_header=False, title_justify="left")
     t.add_row("trials", f"{s['finished']}/{s['trials_asked']} finished: {s['complete']} complete, {s['pruned']} pruned; {s['failed']} failed")
     t.add_row("epochs trained", f"{s['epochs_trained']:,} (at most {s['max_epochs']} a trial)")
@@ -85,7 +80,7 @@ def _report(result) -> None:
         t.add_row("best", f"trial {s['best']['trial']}: {s['metric']} {s['best']['value']:.5g}")
         t.add_row("best spec", s["best"]["spec"])
     t.add_row("figures", str(result.study_dir / "figures"))
-    ui.console.print(t)
+    ui.print_table(t)
 
 
 def _fmt(v) -> str:

@@ -202,13 +202,21 @@ def _read_json(path: Path) -> dict:
 # ---------------------------------------------------------------- a user's own images
 
 
-def clean_images(paths: list[str], out: str | Path, run: str | Path | None = None, keep_size: bool = False, root: str | Path = "runs") -> CleanResult:
-    """Denoise image files with a DAE (the newest under root by default) into out/, keeping their file names."""
+def clean_images(paths: list[str], out: str | Path, run: str | Path | None = None, keep_size: bool = False, root: str | Path = "runs",
+                 overwrite: bool = False) -> CleanResult:
+    """Denoise image files with a DAE (the newest under root by default) into out/, keeping their file names.
+
+    A file already in out/ is replaced only with overwrite=True; otherwise the first one is named and nothing is written.
+    """
     from udlcli.data.user_images import expand_paths, load_user_images
 
     files = expand_paths(paths)  # DataError for a path or pattern that matches nothing
     out = Path(out)
     targets = _targets(files, out)
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise SpecError(f"{existing[0]} already exists{more}; pass --overwrite to replace it, or choose another --out")
     dae = load_run(run, root, kinds=("dae",), hint=NOT_A_DAE)
     imgs = load_user_images(files)
     with torch.no_grad():

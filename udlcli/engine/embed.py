@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from udlcli import plots, ui
+from udlcli.data import stratified_indices
 from udlcli.engine import runs
 from udlcli.engine.device import resolve_device
 from udlcli.engine.latent import encode, run_dataset, status
@@ -140,15 +141,10 @@ def stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     """n test indices (sorted) with the classes in their test-split proportions, seeded; all of them when n is the split."""
     if n == len(y):
         return np.arange(len(y))
-    if (y < 0).any():
-        return np.sort(np.random.default_rng(seed).choice(len(y), n, replace=False))
-    from sklearn.model_selection import train_test_split
-
     k = len(np.unique(y))
-    if n < k:
+    if (y >= 0).all() and n < k:
         raise SpecError(f"--n {n}: a stratified sample needs at least one point per class ({k} classes); use --n {k} or more")
-    idx, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
-    return np.sort(idx)
+    return stratified_indices(y, n, seed)
 
 
 def embed(
@@ -162,7 +158,7 @@ def embed(
     device: str | None = None,
     command: str = "",
 ) -> EmbedResult:
-    """Write RUN/embed/<method>.png, .csv and .json; everything is checked before anything is written."""
+    """Write RUN/embed/<name>.png, .csv and .json (name from map_name); everything is checked before anything is written."""
     if method not in METHODS:
         raise SpecError(f"--method {method!r}: unknown method; choose one of {', '.join(METHODS)}")
     if perplexity is not None and method != "tsne":
@@ -204,9 +200,26 @@ def embed(
     }
     out = loaded.run_dir / "embed"
     out.mkdir(parents=True, exist_ok=True)
-    files = [_plot(out / f"{method}.png", xy, y, data.classes, info), _csv(out / f"{method}.csv", xy, y, idx),
-             runs.write_json(out / f"{method}.json", info)]
+    stem = map_name(method, n if n != len(y_all) else None, perplexity, seed)
+    files = [_plot(out / f"{stem}.png", xy, y, data.classes, info), _csv(out / f"{stem}.csv", xy, y, idx),
+             runs.write_json(out / f"{stem}.json", info)]
     return EmbedResult(loaded.run_dir, method, files, info)
+
+
+def map_name(method: str, n: int | None, perplexity: float | None, seed: int) -> str:
+    """The files' stem: 'tsne' for the whole test split with the defaults, 'tsne_n2000_perp40_seed1' otherwise.
+
+    Each setting that changes the map is in the name, so a map with other settings is written beside
+    the earlier one instead of replacing it; the same settings give the same map, which is rewritten.
+    """
+    parts = [method]
+    if n is not None:
+        parts.append(f"n{n}")
+    if perplexity is not None:
+        parts.append(f"perp{perplexity:g}")
+    if seed != 0:
+        parts.append(f"seed{seed}")
+    return "_".join(parts)
 
 
 def _fmt(v: float | None) -> str:

@@ -31,7 +31,7 @@ from udlcli.engine.checkpoint import load_checkpoint, save_checkpoint
 from udlcli.engine.device import describe, resolve_device
 from udlcli.engine.progress import EpochProgress
 from udlcli.engine.train import RunOptions, TrainResult, _check_same_data
-from udlcli.errors import CheckpointError, Interrupted, SpecError, TrainingDiverged
+from udlcli.errors import CheckpointError, Interrupted, SpecError, TrainingDiverged, a_kind
 from udlcli.models.gan import GanModelConfig, build_gan
 
 TASK = "gan"
@@ -255,7 +255,7 @@ def resume_gan(run: str | Path, epochs: int | None = None, device: str | None = 
         raise CheckpointError(f"--resume {run}: no checkpoint at {last}; nothing to resume (start a new run instead)")
     payload = load_checkpoint(last)
     if payload.get("kind") != TASK:
-        raise CheckpointError(f"--resume {run}: {run_dir} is a {payload.get('kind') or 'unknown'} run, not a GAN; resume it with udl train --resume")
+        raise CheckpointError(f"--resume {run}: {run_dir} is {a_kind(payload.get('kind'))} run, not a GAN; resume it with udl train --resume")
     spec = config.validate(GanSpec, payload["spec"], source=f"spec stored in {last}")
     done = int(payload["epoch"])
     if epochs is not None:

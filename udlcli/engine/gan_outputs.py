@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from udlcli.engine import runs
 from udlcli.engine.device import describe
@@ -27,15 +27,27 @@ def grid_image(images: torch.Tensor, ncol: int | None = None, scale: int = 2, pa
     ncol = ncol or int(math.ceil(math.sqrt(n)))
     nrow = int(math.ceil(n / ncol))
     cell = 28 + pad
-    top = 14 if caption else 0
-    canvas = np.full((top + nrow * cell + pad, ncol * cell + pad), 64, np.uint8)  # dark grey gaps between digits
+    canvas = np.full((nrow * cell + pad, ncol * cell + pad), 64, np.uint8)  # dark grey gaps between digits
     for i, img in enumerate(a):
         r, c = divmod(i, ncol)
-        canvas[top + pad + r * cell : top + pad + r * cell + 28, pad + c * cell : pad + c * cell + 28] = img
+        canvas[pad + r * cell : pad + r * cell + 28, pad + c * cell : pad + c * cell + 28] = img
     out = Image.fromarray(canvas, mode="L")
+    if scale > 1:
+        out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
     if caption:
-        ImageDraw.Draw(out).text((pad, 1), caption, fill=255)
-    return out.resize((out.width * scale, out.height * scale), Image.NEAREST) if scale > 1 else out
+        # Drawn after scaling, in a scalable font: the bitmap default font, enlarged, ran its words together.
+        size = 7 * max(scale, 2)
+        try:
+            font = ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1 has only the bitmap font
+            font = ImageFont.load_default()
+        strip = Image.new("L", (out.width, size + 6), 64)
+        ImageDraw.Draw(strip).text((pad * scale, 2), caption, fill=255, font=font)
+        framed = Image.new("L", (out.width, out.height + strip.height), 64)
+        framed.paste(strip, (0, 0))
+        framed.paste(out, (0, strip.height))
+        out = framed
+    return out
 
 
 def save_grid(images: torch.Tensor, path: Path, caption: str = "", ncol: int | None = None) -> Path:
@@ -120,7 +132,7 @@ def write_outputs(trainer, data, device: torch.device, wall: float, status: str)
     with torch.no_grad():
         final = trainer.to_pixels(trainer.G(z.to(device))).cpu()
     trainer.G.train()
-    save_grid(final, run_dir / "figures" / "final_samples.png", caption=f"100 samples after {trainer.epoch} epochs", ncol=10)
+    save_grid(final, run_dir / "figures" / "final_samples.png", caption=f"100 samples after {trainer.epoch} epoch{'s' if trainer.epoch != 1 else ''}", ncol=10)
     summary = {
         "model": "gan", "arch": trainer.spec.model.arch, "status": status, "epochs": trainer.epoch,
         "final": {k: h[-1][k] for k in ("d_loss", "g_loss", "d_real", "d_fake", "diversity")} if h else {},

@@ -13,7 +13,7 @@ from udlcli.engine.checkpoint import load_checkpoint
 from udlcli.engine.device import resolve_device
 from udlcli.engine.gan import TASK, GanSpec
 from udlcli.engine.sample import SampleResult
-from udlcli.errors import CheckpointError, SpecError
+from udlcli.errors import CheckpointError, SpecError, a_kind, shorten
 from udlcli.models.gan import build_generator
 
 MAX_SAMPLES = 100_000  # one PNG each with --individual; a grid shows at most MAX_GRID
@@ -26,7 +26,7 @@ def load_generator(run: str | Path | None, root: str | Path = "runs") -> tuple[t
     payload = load_checkpoint(ck)
     kind = payload.get("kind")
     if kind != TASK:
-        raise CheckpointError(f"{run_dir} is a {kind or 'unknown'} run, not a GAN; train one with udl gan, or sample this run with udl sample {kind or 'KIND'}")
+        raise CheckpointError(f"{run_dir} is {a_kind(kind)} run, not a GAN; train one with udl gan, or sample this run with udl sample {kind or 'KIND'}")
     if "G" not in payload or "spec" not in payload:
         raise CheckpointError(f"{ck} holds no generator weights or spec; it was not written by udl gan")
     spec = validate(GanSpec, payload["spec"], source=f"spec stored in {ck}")
@@ -34,7 +34,7 @@ def load_generator(run: str | Path | None, root: str | Path = "runs") -> tuple[t
     try:
         g.load_state_dict(payload["G"])
     except RuntimeError as e:
-        raise CheckpointError(f"{ck}: weights do not fit a {spec.model.arch} generator of this spec ({str(e).splitlines()[0][:120]})") from None
+        raise CheckpointError(f"{ck}: weights do not fit a {spec.model.arch} generator of this spec ({shorten(str(e))})") from None
     return g.eval(), spec, run_dir, ck
 
 

@@ -8,13 +8,24 @@ from udlcli import ui
 
 
 def format_row(row: dict, keys: tuple[str, ...] = ()) -> str:
-    """'epoch 3/20  train_loss 0.0213  val_loss 0.0209  9,812 img/s' for the per-epoch line."""
+    """'epoch 3/20  loss 0.02134/0.02091 (train/val)  9,812 img/s  1.2s': the per-epoch line, short enough for 80 columns.
+
+    Every train_<k>/val_<k> pair is printed as one `k train/val` item; other numbers (the GAN's d_loss, ...) as `k v`.
+    """
     parts = [f"epoch {row['epoch']}/{row.get('epochs', '?')}"]
+    paired = False
     for k, v in row.items():
-        if k in ("epoch", "epochs", "time_s", "images_per_s", "lr"):
+        if k in ("epoch", "epochs", "time_s", "images_per_s", "lr") or not isinstance(v, float):
             continue
-        if isinstance(v, float):
-            parts.append(f"{k} {v:.5g}")
+        if k.startswith("train_") and isinstance(row.get("val_" + k[6:]), float):
+            parts.append(f"{k[6:]} {v:.4g}/{row['val_' + k[6:]]:.4g}")
+            paired = True
+        elif k.startswith("val_") and isinstance(row.get("train_" + k[4:]), float):
+            continue
+        else:
+            parts.append(f"{k} {v:.4g}")
+    if paired:
+        parts[1] += " (train/val)"
     if "images_per_s" in row:
         parts.append(f"{row['images_per_s']:,.0f} img/s")
     if "time_s" in row:

@@ -188,7 +188,7 @@ def _overview(study: Study, states: dict[str, dict], running: str | None = None)
         st = "running" if n == running else states.get(n, {}).get("status", "pending")
         wall = states.get(n, {}).get("wall_s") if st != "running" else None
         t.add_row(n, s.params.run, f"[{style[st]}]{st}[/]", "" if wall is None else _fmt_time(wall))
-    ui.console.print(t)
+    ui.print_table(t)
 
 
 def _fmt_time(s: float) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 from udlcli.errors import CheckpointError
 
 WEIGHTS = "weights"
+MAKES = {"ae": "udl train ae", "vae": "udl train vae", "denoise": "udl denoise", "finetune": "udl finetune", "gan": "udl gan", "lenet": "udl train lenet"}
+"""The command that makes runs of each task, for hints."""
 
 
 def new_run_dir(root: Path | str, task: str, name: str | None = None, subdirs: tuple[str, ...] = (WEIGHTS, "figures")) -> Path:
@@ -39,7 +41,8 @@ def newest_run(root: Path | str, task: str | tuple[str, ...]) -> Path:
     ]
     if not runs:
         where = " or ".join(str(Path(root) / t) for t in tasks)
-        raise CheckpointError(f"no {'/'.join(tasks)} run with weights under {where}; train one first (udl train {tasks[0]}) or pass a run folder")
+        make = MAKES.get(tasks[0], f"udl train {tasks[0]}")
+        raise CheckpointError(f"no {'/'.join(tasks)} run with weights under {where}; make one first ({make}) or pass a run folder")
     return max(runs, key=lambda p: ((p / WEIGHTS).stat().st_mtime, _natural_key(p)))
 
 

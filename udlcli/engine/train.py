@@ -12,7 +12,7 @@ import torch
 
 from udlcli import plots, ui
 from udlcli.config import validate
-from udlcli.data import ImageDataset, TensorImages, load_dataset
+from udlcli.data import ImageDataset, TensorImages, load_dataset, showcase_indices
 from udlcli.engine import runs
 from udlcli.engine.checkpoint import load_checkpoint
 from udlcli.engine.device import describe, resolve_device
@@ -42,13 +42,7 @@ class TrainResult:
 
 def fixed_digits(test: TensorImages, n: int = 10) -> torch.Tensor:
     """Indices of the first test image of each class (or the first n when unlabeled): the tracked digits."""
-    y = test.y.cpu().numpy()
-    classes = [c for c in np.unique(y) if c >= 0]
-    if len(classes) >= 2:
-        idx = [int(np.flatnonzero(y == c)[0]) for c in classes[:n]]
-    else:
-        idx = list(range(min(n, len(y))))
-    return torch.tensor(idx)
+    return showcase_indices(test.y, n)
 
 
 def snapshot_steps(total: int, k: int = 8) -> set[int]:
@@ -112,8 +106,9 @@ def train(spec: RunSpec, opts: RunOptions | None = None, data: ImageDataset | No
     return _fit(run_dir, spec, model, data, device, payload=None)
 
 
-def resume(run: str | Path, epochs: int | None = None, device: str | None = None, opts: RunOptions | None = None) -> TrainResult:
-    """Continue a run from weights/last.pt, up to its epoch count or a new --epochs."""
+def resume(run: str | Path, epochs: int | None = None, device: str | None = None, opts: RunOptions | None = None,
+           model: str | None = None) -> TrainResult:
+    """Continue a run from weights/last.pt, up to its epoch count or a new --epochs; `model`, when given, must be the run's."""
     run_dir = Path(run)
     if run_dir.is_file():  # a checkpoint path: its run folder is two levels up
         run_dir = run_dir.parent.parent
@@ -127,6 +122,8 @@ def resume(run: str | Path, epochs: int | None = None, device: str | None = None
         spec = validate(RunSpec, payload["spec"], source=f"spec stored in {last}")
     except KeyError:
         raise CheckpointError(f"{last} holds no run spec; it was not written by udl train") from None
+    if model is not None and model != spec.model.name:
+        raise SpecError(f"--resume {run}: that run trains {spec.model.name}, not {model}; drop {model!r} (udl train --resume {run}) or give {spec.model.name}")
     done = int(payload["epoch"])
     if epochs is not None:
         if epochs < done:
@@ -233,7 +230,7 @@ def _figures(run_dir: Path, model, history: list[dict], test: TensorImages, trac
         plots.image_rows(rows, [f"step {s}" for s in steps], fig / "prior_samples_progress.png", title="Decoded prior samples z ~ N(0, I) (the same z) during training")
     model.eval()
     with torch.no_grad():
-        x = test.images(torch.arange(min(20, len(test)), device=test.x.device))  # the first 20 test images
+        x = test.images(showcase_indices(test.y, 20).to(test.x.device))  # two test images of each class, mixed
         rec = model.reconstruct(x).clamp(0, 1)
     rows, labels = [x[:10], rec[:10], x[10:], rec[10:]], ["original", "reconstructed"] * 2
     if len(x) <= 10:

@@ -25,7 +25,7 @@ from typing import Callable, Literal
 from udlcli import ui
 from udlcli.engine.tune_space import OBJECTIVES
 from udlcli.engine.tune_storage import StorageError, choose_storage, counts, fail_orphans, open_storage, shown, status_line
-from udlcli.errors import SpecError, TrainingDiverged, UdlError
+from udlcli.errors import SpecError, TrainingDiverged, UdlError, shorten
 
 Pruner = Literal["median", "hyperband", "none"]
 DEFAULT_TRIALS = {"ae": 100, "finetune": 50}
@@ -117,7 +117,7 @@ def work(plan: Plan, worker: int, stop, on_trial: Callable[[dict], None] | None 
         try:
             trainer = obj.fit(spec, [report], label=f"trial {trial.number}")
         except TrainingDiverged as e:
-            trial.set_user_attr("udl_note", f"diverged: {str(e)[:80]}")
+            trial.set_user_attr("udl_note", f"diverged: {shorten(str(e), 80)}")
             raise
         except optuna.TrialPruned:
             if _rank(study, trial.number) >= plan.trials:
@@ -170,6 +170,8 @@ def tune(opts: TuneOptions, config_path: str | None = None, flags: dict | None =
     """Validate, open or create the study, run the workers, then write trials.csv, figures/, best.yaml and summary.json."""
     from udlcli.engine import tune_outputs
 
+    if opts.objective not in OBJECTIVES:
+        raise SpecError(f"udl tune {opts.objective}: unknown objective; choose ae (the conv AE's validation MSE) or finetune (the classifier head on a frozen encoder)")
     n = opts.trials if opts.trials is not None else DEFAULT_TRIALS[opts.objective]
     if n < 1:
         raise SpecError(f"--trials {n}: give the total number of finished trials the study should have (>= 1)")

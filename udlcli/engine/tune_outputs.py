@@ -77,11 +77,35 @@ def figures(study, trials, folder: Path, metric: str, names: list[str]) -> None:
                 warnings.simplefilter("ignore")  # optuna's matplotlib backend is marked experimental
                 ax = draw()
                 fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-                fig.set_size_inches(max(fig.get_size_inches()[0], 8), max(fig.get_size_inches()[1], 5))
+                width = 1.7 * (len(varied or names) + 2) if name == "parallel.png" else 8  # room between the axes' labels
+                fig.set_size_inches(max(fig.get_size_inches()[0], width), max(fig.get_size_inches()[1], 5))
+                _tidy(fig, metric)
                 plots._save(fig, folder / name)
         except Exception as e:  # e.g. importances need two complete trials with different values
             plots.plt.close("all")
             ui.info(f"figures/{name} not drawn yet: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+
+
+def _tidy(fig, metric: str) -> None:
+    """Say what the objective is ("validation MSE", not optuna's "Objective Value") and unclutter log axes."""
+    import matplotlib.ticker as mticker
+
+    for text in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "set_text")):
+        if "Objective Value" in text.get_text():
+            text.set_text(text.get_text().replace("Objective Value", metric))
+    for ax in fig.axes:
+        for get, put, ticks in ((ax.get_xticklabels, ax.set_xticklabels, ax.get_xticks), (ax.get_yticklabels, ax.set_yticklabels, ax.get_yticks)):
+            labels = [t.get_text() for t in get()]
+            if any("Objective Value" in lab for lab in labels):  # tick labels are redrawn from their formatter: set them anew
+                ax.set_xticks(ticks()) if put == ax.set_xticklabels else ax.set_yticks(ticks())
+                put([lab.replace("Objective Value", metric) for lab in labels], rotation=get()[0].get_rotation(), ha=get()[0].get_ha())
+        for axis, scale in ((ax.yaxis, ax.get_yscale()), (ax.xaxis, ax.get_xscale())):
+            if scale == "log":  # only the decades are labelled: minor labels (2e-4, 3e-4, ...) overlapped
+                axis.set_minor_formatter(mticker.NullFormatter())
+        legend = ax.get_legend()
+        if legend is not None:
+            for t in legend.get_texts():
+                t.set_text(t.get_text().replace("Objective Value", metric))
 
 
 def intermediate(trials, path: Path, metric: str) -> Path:
