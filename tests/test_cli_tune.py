@@ -118,3 +118,28 @@ def test_the_same_seed_gives_the_same_trials_and_values(runner, runs, tmp_path):
     a, b, c = (strip(_rows(runs / "tune" / n)) for n in "abc")
     assert a == b  # same seed on CPU: the same sampled parameters and the same validation losses
     assert [row["lr"] for row in a] != [row["lr"] for row in c]  # another seed samples other trials
+
+
+def test_tune_figures_name_the_metric_and_label_only_decades(tmp_path):
+    """optuna's plots of a real (tiny) study, as udl tune draws them: no 'Objective Value', no minor log labels."""
+    import optuna
+    import optuna.visualization.matplotlib as ov
+
+    from udlcli.engine.tune_outputs import _tidy
+    from udlcli.plots import plt
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.optimize(lambda t: (t.suggest_float("lr", 1e-4, 1e-2, log=True) - 1e-3) ** 2 + t.suggest_int("channels", 4, 32) * 1e-9, n_trials=8)
+    for draw in (ov.plot_optimization_history, ov.plot_parallel_coordinate):
+        with plt.rc_context():
+            ax = draw(study)
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+            _tidy(fig, "validation MSE")
+            fig.canvas.draw()
+            texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+            assert not any("Objective Value" in t for t in texts) and any("validation MSE" in t for t in texts)
+            for a in fig.axes:
+                if a.get_yscale() == "log":
+                    assert all(not t.get_text() for t in a.yaxis.get_minorticklabels())
+            plt.close(fig)

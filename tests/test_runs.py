@@ -57,3 +57,28 @@ def test_load_run_checks_the_kind(tmp_path):
     assert loaded.model.encode(torch.zeros(2, 1, 28, 28)).shape == (2, 7)
     with pytest.raises(CheckpointError, match="is an AE run, not a VAE run; try udl sample ae"):
         load_run(r.run_dir, tmp_path, ("vae",), hint="try udl sample ae")
+
+
+def test_messages_are_cut_at_a_word_and_name_kinds_properly():
+    from udlcli.errors import a_kind, shorten
+
+    text = "Weights only load failed. This file can still be loaded, to do so you have two options, do those steps only if you trust the source. " * 2
+    cut = shorten(text, 120)
+    assert len(cut) <= 122 and cut.endswith(" …") and text.startswith(cut[:-2]) and text[len(cut) - 2] == " "
+    assert [a_kind(k) for k in ("ae", "vae", "dae", "gan", "classifier", "lenet", None)] == [
+        "an AE", "a VAE", "a DAE", "a GAN", "a classifier", "a LeNet", "an unknown"]
+
+
+def test_a_corrupt_checkpoint_is_one_line_ending_in_a_whole_word(tmp_path, runner):
+    import torch
+
+    from udlcli.cli.app import app
+
+    run = tmp_path / "runs" / "ae" / "ae"
+    (run / "weights").mkdir(parents=True)
+    torch.save({"format": "x", "obj": object()}, run / "weights" / "best.pt")  # a pickle weights_only refuses
+    r = runner.invoke(app, ["embed", str(run)])
+    assert r.exit_code == 1
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("error:") and "not a readable udl checkpoint" in line
+    assert line.endswith((")", "…)")), line  # never "...If yo"

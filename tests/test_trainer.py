@@ -111,3 +111,14 @@ def test_resume_after_sigkill(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     hist = load_checkpoint(last)["history"]
     assert [h["epoch"] for h in hist] == list(range(1, done + 2))
+
+
+def test_epoch_lines_pair_train_and_validation_and_stay_one_line():
+    from udlcli.engine.progress import format_row
+
+    ae = {"epoch": 12, "epochs": 40, "train_loss": 0.0213456, "val_loss": 0.0209123, "time_s": 9.87, "images_per_s": 9876.5}
+    line = format_row(ae)
+    assert line == "epoch 12/40  loss 0.02135/0.02091 (train/val)  9,876 img/s  9.9s"
+    vae = {"epoch": 3, "epochs": 30, "train_loss": 101.23, "train_recon": 75.31, "train_kl": 25.92, "val_loss": 100.1,
+           "val_recon": 74.12, "val_kl": 25.98, "time_s": 12.3, "images_per_s": 4321.0}
+    assert "\n" not in format_row(vae) and "kl 25.92/25.98" in format_row(vae)  # the console never wraps it (soft_wrap)
