@@ -71,7 +71,8 @@ def latent_runs(tmp_path_factory) -> dict[str, Path]:
     from udlcli.cli.app import app
 
     root = tmp_path_factory.mktemp("latent_runs")
-    tiny = ["--dataset", "mnist-sample", "--channels", "4", "-q", "--out", str(root)]
+    # No schedule: in 1-2 epochs a cosine decay would leave these tiny models too weak for the tests that read them.
+    tiny = ["--dataset", "mnist-sample", "--channels", "4", "--set", "train.scheduler=none", "-q", "--out", str(root)]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
         for args in (["ae", "--limit", "2000", "--batch-size", "32", "--epochs", "2"], ["vae", "--latent-dim", "2", "--limit", "300", "--epochs", "1"]):
@@ -102,7 +103,8 @@ def smoke_study(path: Path) -> Path:
         "train_ae": {"spec": {"data": {"limit": 2000}, "train": {"epochs": 2, "batch_size": 32}}},
         "embed_pca": {"n": 300}, "embed_tsne": {"n": 300},
         "tune_finetune": {"trials": 2, "max_epochs": 1},
-        "finetune": {"spec": {"data": {"limit": 2000}, "train": {"epochs": 2, "batch_size": 32}}}, "denoise": tiny, "train_vae": tiny, "gan": tiny,
+        "finetune": {"spec": {"data": {"limit": 2000}, "train": {"epochs": 2, "batch_size": 32}}}, "finetune_unfrozen": tiny,
+        "denoise": tiny, "train_vae": tiny, "gan": tiny,
         "evaluate": {"n": 200},
     }
     path.write_text(yaml.safe_dump(d, sort_keys=False))

@@ -147,7 +147,8 @@ def _floor_is_worst(run, dataset: str, data_dir, n: int = 500) -> dict:
 
 def test_floor_is_below_a_trained_mnist_model(runner, runs):
     # The report's AE for 3 epochs on mnist-sample's 4,000 digits (~10 s): blurry, but digits.
-    r = runner.invoke(app, ["train", "ae", "--dataset", "mnist-sample", "--epochs", "3", "--batch-size", "32", "--out", str(runs), "-q"])
+    r = runner.invoke(app, ["train", "ae", "--dataset", "mnist-sample", "--epochs", "3", "--batch-size", "32", "--set", "train.scheduler=none",
+                            "--out", str(runs), "-q"])
     assert r.exit_code == 0, r.output
     floor = _floor_is_worst(runs / "ae" / "ae", "mnist-sample", None)
     assert floor["confidence"] < 0.05 and floor["precision"] < 0.05
@@ -156,7 +157,7 @@ def test_floor_is_below_a_trained_mnist_model(runner, runs):
 def test_floor_is_below_a_trained_fashion_model(runner, runs, mnist_dir):
     if not (mnist_dir / "FashionMNIST" / "raw").is_dir():
         pytest.skip("Fashion-MNIST not in the data folder")
-    r = runner.invoke(app, ["train", "ae", "--dataset", "fashion-mnist", "--limit", "10000", "--epochs", "3", "--batch-size", "32",
+    r = runner.invoke(app, ["train", "ae", "--dataset", "fashion-mnist", "--limit", "10000", "--epochs", "3", "--batch-size", "32", "--set", "train.scheduler=none",
                             "--data-dir", str(mnist_dir), "--out", str(runs), "-q"])
     assert r.exit_code == 0, r.output
     floor = _floor_is_worst(runs / "ae" / "ae", "fashion-mnist", mnist_dir)

@@ -25,7 +25,7 @@ def test_markdown_follows_the_report_and_links_every_figure(study_report):
     # The original report's numbers stand beside ours, and the setting table names data, device and versions.
     assert "| best latent_dim |" in md and "| 7 |" in md and "| test accuracy |" in md and "0.963" in md
     assert "| dataset | mnist-sample:" in md and "| device | cpu |" in md and "| torch |" in md
-    assert "12 of 12 steps done" in md
+    assert "13 of 13 steps done" in md
 
 
 def test_html_embeds_every_figure_and_refers_to_nothing_outside(study_report):

@@ -10,7 +10,8 @@ from pathlib import Path
 from conftest import one_error_line
 from udlcli.cli.app import app
 
-STEPS = ["tune_ae", "train_ae", "embed_pca", "embed_tsne", "sample_ae", "tune_finetune", "finetune", "denoise", "train_vae", "sample_vae", "gan", "evaluate"]
+STEPS = ["tune_ae", "train_ae", "embed_pca", "embed_tsne", "sample_ae", "tune_finetune", "finetune", "finetune_unfrozen", "denoise", "train_vae",
+         "sample_vae", "gan", "evaluate"]
 
 
 def _states(report: Path) -> dict[str, dict]:

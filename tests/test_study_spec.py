@@ -13,7 +13,8 @@ from udlcli.engine.study_spec import load_study
 from udlcli.errors import SpecError
 
 REPORT = REPO / "examples" / "report.yaml"
-ISSUE_STEPS = ["tune ae", "train ae", "embed", "embed", "sample ae", "tune finetune", "finetune", "denoise", "train vae", "sample vae", "gan", "evaluate"]
+ISSUE_STEPS = ["tune ae", "train ae", "embed", "embed", "sample ae", "tune finetune", "finetune", "finetune", "denoise", "train vae", "sample vae",
+               "gan", "evaluate"]
 
 
 def test_the_shipped_study_has_every_step_of_the_report_in_dependency_order():
@@ -36,6 +37,9 @@ def test_profiles_change_budgets_and_full_keeps_the_reports():
     # A profile merges into a step's spec: it keeps what it does not name.
     assert quick.steps["tune_ae"].params.spec["search"] == {"channels": [4, 16]}
     assert quick.steps["train_ae"].params.best_of == "tune_ae"
+    # The full profile trains the AE and both classifiers with udl's defaults (frozen >= 96.3%, --unfreeze >= 99.2%).
+    assert full.steps["train_ae"].params.spec["train"] == {"epochs": 40, "batch_size": 64, "scheduler": "cosine"}
+    assert full.steps["finetune_unfrozen"].params.spec == {"finetune": {"unfreeze": True}, "train": {"epochs": 10}}
 
 
 def _study(tmp_path: Path, text: str) -> Path:

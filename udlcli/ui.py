@@ -64,6 +64,8 @@ def print_table(table, width: int | None = None) -> None:
         cells = [plain(c) for c in col._cells]
         head = [plain(col.header)] if table.show_header else []
         numbers = [len(t.strip()) for t in cells if t.strip() and _NUMBER.match(t)] or [1]
+        if col.no_wrap:  # a column that asked for whole cells (a short label) keeps them
+            numbers = [len(t) for t in cells] or [1]
         cell_words = [min(len(w), 24) for t in cells for w in t.split()] or [1]
         head_words = [min(len(w), 24) for t in head for w in t.split()] or [1]
         levels[0].append(max(max(numbers), max(cell_words), max(head_words)))
