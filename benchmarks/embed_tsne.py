@@ -19,10 +19,10 @@ import time
 import numpy as np
 import torch
 
-from udlcli.engine.device import resolve_device
-from udlcli.engine.embed import knn_accuracy, tsne_map
-from udlcli.engine.latent import encode, run_dataset
-from udlcli.engine.loading import load_run
+from udlcli.core.device import resolve_device
+from udlcli.tasks.embed.run import knn_accuracy, tsne_map
+from udlcli.core.latent import encode, run_dataset
+from udlcli.core.loading import load_run
 
 
 def sklearn_default(codes: np.ndarray, seed: int) -> np.ndarray:

@@ -77,8 +77,8 @@ def svm_ceiling(run_dir: Path, limit: int) -> tuple[float, float]:
     from sklearn.svm import SVC
 
     from udlcli.data import load_dataset, stratified_indices
-    from udlcli.engine.finetune_eval import features_of
-    from udlcli.engine.loading import load_run
+    from udlcli.tasks.finetune.scores import features_of
+    from udlcli.core.loading import load_run
 
     t0 = time.perf_counter()
     clf = load_run(run_dir, kinds=("classifier",))

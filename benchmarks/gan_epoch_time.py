@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from udlcli.data import load_dataset
-from udlcli.engine.gan import GanTrainConfig, GanTrainer, resolve_gan_spec
+from udlcli.tasks.gan.run import GanTrainConfig, GanTrainer, resolve_gan_spec
 
 
 def main() -> None:

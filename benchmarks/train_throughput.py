@@ -3,7 +3,7 @@
 The textbook pipeline is how the report and pytorch/examples train: torchvision.datasets.MNIST
 with per-sample ToTensor() + Normalize, a DataLoader (batch 256, shuffle), the same conv AE and
 Adam. udl holds MNIST as one uint8 tensor and slices batches on the device (udlcli.data) and
-trains through udlcli.engine.trainer.Trainer.
+trains through udlcli.core.trainer.Trainer.
 
 Usage:  python benchmarks/train_throughput.py [--data-dir DIR] [--batches N]
 Prints images/s for both, their ratio (target >= 1.6x on a 2-core CPU), and the compute-only
@@ -79,7 +79,7 @@ def udl(data_dir: Path, batch_size: int, max_batches: int) -> float:
     from udlcli import ui
     from udlcli.config import TrainConfig
     from udlcli.data import load_dataset
-    from udlcli.engine.trainer import Trainer
+    from udlcli.core.trainer import Trainer
     from udlcli.models.ae import ConvAE
 
     ui.set_quiet(True)

@@ -42,7 +42,7 @@ def main() -> None:
     import torch
 
     from udlcli import ui
-    from udlcli.engine.tune import TuneOptions, tune
+    from udlcli.tasks.tune.run import TuneOptions, tune
 
     ui.set_quiet(True)
     ui.console.quiet = True  # per-epoch lines of 100 trials would drown the result

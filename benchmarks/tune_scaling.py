@@ -28,7 +28,7 @@ def main() -> None:
     import torch
 
     from udlcli import ui
-    from udlcli.engine.tune import TuneOptions, tune
+    from udlcli.tasks.tune.run import TuneOptions, tune
 
     ui.set_quiet(True)
     ui.console.quiet = True

@@ -18,7 +18,7 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import KNeighborsClassifier
 
 from udlcli.data import load_dataset
-from udlcli.engine.sample_vae import generate_vae
+from udlcli.tasks.sample.vae import generate_vae
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from udlcli.engine.checkpoint import load_checkpoint, save_checkpoint
+from udlcli.core.checkpoint import load_checkpoint, save_checkpoint
 from udlcli.errors import CheckpointError
 
 

@@ -7,7 +7,7 @@ import torch
 
 from udlcli.config import DataConfig, TrainConfig
 from udlcli.data import load_dataset
-from udlcli.engine.spec import resolve_spec
+from udlcli.core.spec import resolve_spec
 from udlcli.models import get
 from udlcli.models.ae import ConvAE
 from udlcli.models.classifier import Classifier, ClassifierConfig

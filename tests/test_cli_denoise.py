@@ -10,14 +10,14 @@ import pytest
 
 from test_cli_train import _only_error_line  # the suite's check: one error line, no traceback
 from udlcli.cli.app import app
-from udlcli.engine.checkpoint import save_checkpoint
+from udlcli.core.checkpoint import save_checkpoint
 
 
 @pytest.fixture
 def ae_run(tmp_path) -> Path:
     """A real (untrained) AE run folder as udl train writes its checkpoint: kind ae, its spec and weights."""
     from udlcli.config import DataConfig
-    from udlcli.engine.spec import resolve_spec, spec_to_dict
+    from udlcli.core.spec import resolve_spec, spec_to_dict
     from udlcli.models import get
 
     spec = resolve_spec("ae", None, {"model.channels": 2, "model.latent_dim": 2})

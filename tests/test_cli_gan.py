@@ -76,7 +76,7 @@ def test_sample_gan_grid_and_individual(gan_run, runner, tmp_path):
 
 
 def test_generate_gan_is_seeded(gan_run):
-    from udlcli.engine.gan_sample import generate_gan
+    from udlcli.tasks.sample.gan import generate_gan
 
     a, b, c = generate_gan(gan_run, 20, seed=1), generate_gan(gan_run, 20, seed=1), generate_gan(gan_run, 20, seed=2)
     assert a.shape == (20, 1, 28, 28) and a.dtype == torch.float32 and a.device.type == "cpu"
@@ -99,8 +99,8 @@ def test_bad_input_is_one_line(runner, runs, tmp_path, gan_run):
 
 def test_sample_gan_refuses_a_non_gan_run(runner, runs):
     from udlcli.data import load_dataset
-    from udlcli.engine.spec import resolve_spec
-    from udlcli.engine.train import RunOptions, train
+    from udlcli.core.spec import resolve_spec
+    from udlcli.tasks.train.run import RunOptions, train
 
     spec = resolve_spec("ae", None, {"model.channels": 4, "train.epochs": 1, "data.dataset": "mnist-sample", "data.limit": 100})
     ae = train(spec, RunOptions(out=runs), data=load_dataset("mnist-sample", limit=100)).run_dir
@@ -127,7 +127,7 @@ def test_ctrl_c_saves_and_resumes(tmp_path):
     errs = [l for l in err.strip().splitlines() if l.strip()]
     assert len(errs) == 1 and "interrupted during epoch" in errs[0] and "udl gan --resume" in errs[0], err
     run = runs / "gan" / "gan"
-    from udlcli.engine.checkpoint import load_checkpoint
+    from udlcli.core.checkpoint import load_checkpoint
 
     done = load_checkpoint(run / "weights" / "last.pt")["epoch"]
     assert done >= 1

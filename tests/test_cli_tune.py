@@ -125,7 +125,7 @@ def test_tune_figures_name_the_metric_and_label_only_decades(tmp_path):
     import optuna
     import optuna.visualization.matplotlib as ov
 
-    from udlcli.engine.tune_outputs import _tidy
+    from udlcli.tasks.tune.outputs import _tidy
     from udlcli.plots import plt
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)

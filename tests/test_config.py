@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from udlcli.config import parse_set
-from udlcli.engine.spec import resolve_spec
+from udlcli.core.spec import resolve_spec
 from udlcli.errors import SpecError
 
 
@@ -86,8 +86,8 @@ def test_parse_set():
 
 def test_run_spec_yaml_reads_back(tmp_path):
     """A run's spec.yaml (with its meta: block) is accepted as --config as it is."""
-    from udlcli.engine import runs
-    from udlcli.engine.spec import spec_to_dict
+    from udlcli.core import runs
+    from udlcli.core.spec import spec_to_dict
 
     spec = resolve_spec("ae", sets=["train.epochs=3"])
     runs.write_spec(tmp_path, spec_to_dict(spec), {"command": "udl train ae"})

@@ -84,7 +84,7 @@ def test_no_noise_makes_it_a_plain_ae():
 
 
 def test_spec_accepts_dae_with_noise_fields_and_rejects_bad_ones():
-    from udlcli.engine.spec import resolve_spec
+    from udlcli.core.spec import resolve_spec
     from udlcli.errors import SpecError
 
     spec = resolve_spec("dae", None, {"model.sigma": 0.5, "model.noise": "gaussian"})

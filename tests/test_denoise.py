@@ -75,7 +75,7 @@ def test_eval_reproduces_the_numbers_and_other_noise_gets_its_own_entry(trained)
 
 
 def test_like_copies_the_ae_architecture(trained):
-    from udlcli.engine.denoise import denoise_spec
+    from udlcli.tasks.denoise.run import denoise_spec
     from udlcli.errors import SpecError
 
     spec = denoise_spec(None, {}, None, like=trained["ae"])

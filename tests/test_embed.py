@@ -14,9 +14,9 @@ import torch
 from conftest import one_error_line
 from udlcli.cli.app import app
 from udlcli.data import load_dataset
-from udlcli.engine.checkpoint import load_checkpoint
-from udlcli.engine.embed import embed, scores, stratified_subset
-from udlcli.engine.loading import load_run
+from udlcli.core.checkpoint import load_checkpoint
+from udlcli.tasks.embed.run import embed, scores, stratified_subset
+from udlcli.core.loading import load_run
 
 
 def _rows(path: Path) -> list[dict]:

@@ -11,9 +11,9 @@ from PIL import Image
 
 from udlcli.cli.app import app
 from udlcli.data import load_dataset
-from udlcli.engine import evaluate as ev
-from udlcli.engine import featurenet
-from udlcli.engine.checkpoint import save_checkpoint
+from udlcli.tasks.evaluate import run as ev
+from udlcli.tasks.evaluate import featurenet
+from udlcli.core.checkpoint import save_checkpoint
 
 from test_cli_train import _only_error_line  # the suite's check: one error line, no traceback
 
@@ -120,7 +120,7 @@ def test_runs_that_cannot_generate_are_rejected(data_dir, runner, tmp_path, monk
     assert r.exit_code != 0 and "denoising autoencoder" in _only_error_line(r)
     assert not (dae / "evaluation.json").exists()
     # A kind whose sampler is missing from this install gets a clean line, not an ImportError.
-    monkeypatch.setitem(ev.GENERATORS, "gan", "udlcli.engine.no_such_module:generate_gan")
+    monkeypatch.setitem(ev.GENERATORS, "gan", "udlcli.tasks.no_such_module:generate_gan")
     gan = tmp_path / "runs" / "gan" / "gan"
     save_checkpoint(gan / "weights" / "last.pt", {"kind": "gan"})
     r = runner.invoke(app, ["evaluate", str(gan)])

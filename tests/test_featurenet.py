@@ -11,7 +11,7 @@ import torch
 
 from udlcli import metrics
 from udlcli.data import load_dataset
-from udlcli.engine import featurenet
+from udlcli.tasks.evaluate import featurenet
 from udlcli.errors import CheckpointError
 from udlcli.models.lenet import LeNet, synthetic_negatives
 

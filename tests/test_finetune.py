@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from udlcli.engine import finetune as ft
-from udlcli.engine.checkpoint import load_checkpoint
-from udlcli.engine.loading import load_run
-from udlcli.engine.spec import resolve_spec
-from udlcli.engine.train import RunOptions, train
+from udlcli.tasks.finetune import run as ft
+from udlcli.core.checkpoint import load_checkpoint
+from udlcli.core.loading import load_run
+from udlcli.core.spec import resolve_spec
+from udlcli.tasks.train.run import RunOptions, train
 from udlcli.errors import CheckpointError, SpecError
 
 # One epoch in batches of 32 (100 steps) takes a 4-channel AE off the mean-digit plateau.

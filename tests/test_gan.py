@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from udlcli.data import load_dataset
-from udlcli.engine import gan
-from udlcli.engine.gan_outputs import detect_collapse, detect_d_wins, mean_pairwise_distance
-from udlcli.engine.train import RunOptions
+from udlcli.tasks.gan import run as gan
+from udlcli.tasks.gan.outputs import detect_collapse, detect_d_wins, mean_pairwise_distance
+from udlcli.tasks.train.run import RunOptions
 from udlcli.models.gan import GanModelConfig, build_gan
 
 TINY = {"data.dataset": "mnist-sample", "data.limit": 128, "train.batch_size": 64, "train.device": "cpu"}
@@ -92,7 +92,7 @@ def test_resume_continues_exactly(tmp_path, sample_data):
     both = gan.train_gan(gan.resolve_gan_spec(None, {**TINY, "train.epochs": 2}), RunOptions(out=tmp_path, name="both"), data=sample_data)
     first = gan.train_gan(gan.resolve_gan_spec(None, {**TINY, "train.epochs": 1}), RunOptions(out=tmp_path, name="split"), data=sample_data)
     resumed = gan.resume_gan(first.run_dir, epochs=2, data=sample_data)
-    from udlcli.engine.checkpoint import load_checkpoint
+    from udlcli.core.checkpoint import load_checkpoint
 
     a, b = (load_checkpoint(r.run_dir / "weights" / "last.pt") for r in (both, resumed))
     assert a["epoch"] == b["epoch"] == 2

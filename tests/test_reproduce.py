@@ -120,8 +120,8 @@ def test_from_only_and_resume_choose_the_steps_to_run(tmp_path):
     import pytest
 
     from conftest import smoke_study
-    from udlcli.engine.reproduce import _select
-    from udlcli.engine.study_spec import load_study
+    from udlcli.tasks.reproduce.run import _select
+    from udlcli.tasks.reproduce.study import load_study
     from udlcli.errors import SpecError
 
     study = load_study(smoke_study(tmp_path / "study.yaml"), "smoke")

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from udlcli.engine.runs import new_run_dir, newest_run, resolve_checkpoint, write_metrics
+from udlcli.core.runs import new_run_dir, newest_run, resolve_checkpoint, write_metrics
 from udlcli.errors import CheckpointError
 
 
@@ -46,9 +46,9 @@ def test_metrics_csv_has_every_column(tmp_path):
 
 
 def test_load_run_checks_the_kind(tmp_path):
-    from udlcli.engine import train as engine
-    from udlcli.engine.loading import load_run
-    from udlcli.engine.spec import resolve_spec
+    from udlcli.tasks.train import run as engine
+    from udlcli.core.loading import load_run
+    from udlcli.core.spec import resolve_spec
 
     spec = resolve_spec("ae", sets=["data.dataset=mnist-sample", "data.limit=500", "train.epochs=1", "model.channels=4"])
     r = engine.train(spec, engine.RunOptions(out=tmp_path))

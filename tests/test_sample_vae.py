@@ -12,7 +12,7 @@ from scipy.stats import norm
 from typer.testing import CliRunner
 
 from udlcli.cli.app import app
-from udlcli.engine.sample_vae import generate_vae, grid_values
+from udlcli.tasks.sample.vae import generate_vae, grid_values
 
 TINY = ["--dataset", "mnist-sample", "--limit", "300", "--batch-size", "64", "--channels", "4", "--epochs", "1", "-q"]
 

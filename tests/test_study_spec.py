@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO, one_error_line
 from udlcli.cli.app import app
-from udlcli.engine.study_spec import load_study
+from udlcli.tasks.reproduce.study import load_study
 from udlcli.errors import SpecError
 
 REPORT = REPO / "examples" / "report.yaml"
@@ -115,7 +115,7 @@ def test_cli_rejects_a_bad_study_before_anything_runs(tmp_path, runner):
 
 
 def test_without_a_checkout_the_study_installed_with_udl_is_used(tmp_path, monkeypatch):
-    from udlcli.engine.reproduce import default_study
+    from udlcli.tasks.reproduce.run import default_study
 
     assert default_study() == Path("examples/report.yaml")  # the tests run from the repo root
     monkeypatch.chdir(tmp_path)

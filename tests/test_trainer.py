@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 
-from udlcli.engine import train as engine
-from udlcli.engine.checkpoint import load_checkpoint
-from udlcli.engine.spec import resolve_spec
+from udlcli.tasks.train import run as engine
+from udlcli.core.checkpoint import load_checkpoint
+from udlcli.core.spec import resolve_spec
 from udlcli.errors import Interrupted, TrainingDiverged
 
 
@@ -116,7 +116,7 @@ def test_resume_after_sigkill(tmp_path):
 
 
 def test_epoch_lines_pair_train_and_validation_and_stay_one_line():
-    from udlcli.engine.progress import format_row
+    from udlcli.core.progress import format_row
 
     ae = {"epoch": 12, "epochs": 40, "train_loss": 0.0213456, "val_loss": 0.0209123, "time_s": 9.87, "images_per_s": 9876.5}
     line = format_row(ae)

@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from udlcli.engine import tune as engine
+from udlcli.tasks.tune import run as engine
 
 DATA = {"data.dataset": "mnist-sample", "data.limit": 200}
 

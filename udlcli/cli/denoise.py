@@ -46,7 +46,7 @@ def denoise(
     """Train a denoising AE and measure it in PSNR/SSIM (runs/denoise/<name>/), evaluate one, or clean your images."""
     setup(quiet)
     with friendly_errors():
-        from udlcli.engine import denoise as engine
+        from udlcli.tasks.denoise import run as engine
         from udlcli.errors import SpecError
 
         given = dict(noise=noise, sigma=sigma, p=p, salt=salt, epochs=epochs, batch_size=batch_size, lr=lr, channels=channels,
@@ -67,7 +67,7 @@ def denoise(
             overrides = {k: v for k, v in dict(sigma=sigma, p=p, salt=salt).items() if v is not None}
             result = engine.evaluate_run(eval_, compare, overrides, seed, device, str(data_dir) if data_dir else None, root=root)
         else:
-            from udlcli.engine.train import RunOptions
+            from udlcli.tasks.train.run import RunOptions
 
             flags = {
                 "model.noise": noise, "model.sigma": sigma, "model.p": p, "model.salt": salt,
@@ -101,7 +101,7 @@ def _report_eval(result) -> None:
     tab.add_column("noise", no_wrap=True)
     for col in ["noisy PSNR", "SSIM", "DAE PSNR", "SSIM", "gain dB"] + (["AE PSNR", "SSIM"] if has_ae else []):
         tab.add_column(col, justify="right")
-    from udlcli.engine.denoise import KIND_LABELS
+    from udlcli.tasks.denoise.run import KIND_LABELS
 
     for kind, row in t["rows"].items():
         cells = [KIND_LABELS[kind], _fmt(row["noisy"]["psnr"], 2), _fmt(row["noisy"]["ssim"], 3), _fmt(row["dae"]["psnr"], 2),

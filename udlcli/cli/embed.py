@@ -26,7 +26,7 @@ def embed(
     """Map the test split's latent codes to 2-D, plot them by label and score the latent space: writes RUN/embed/<method>.png/.csv/.json."""
     setup(quiet)
     with friendly_errors():
-        from udlcli.engine.embed import embed as engine_embed
+        from udlcli.tasks.embed.run import embed as engine_embed
 
         result = engine_embed(run, out, method=method, n=n, perplexity=perplexity, seed=0 if seed is None else seed,
                               data_dir=data_dir, device=device, command=command_line())

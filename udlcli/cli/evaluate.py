@@ -28,7 +28,7 @@ def evaluate(
     """Measure sample quality against the test split: FID on udl's LeNet features, precision/recall, IS, confidence and class balance."""
     setup(quiet)
     with friendly_errors():
-        from udlcli.engine.evaluate import evaluate as engine
+        from udlcli.tasks.evaluate.run import evaluate as engine
 
         report = engine(list(runs or []), images, n=n, seed=seed or 0, device=device or "auto", data_dir=data_dir,
                         dataset=dataset, json_out=json_out, command=command_line())

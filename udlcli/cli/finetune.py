@@ -52,12 +52,12 @@ def finetune(
     """Train the report's classifier on a trained AE's encoder, with linear-probe and 5-NN baselines; or classify images (--predict)."""
     setup(quiet or json_)
     with friendly_errors():
-        from udlcli.engine import finetune as engine
+        from udlcli.tasks.finetune import run as engine
         from udlcli.errors import SpecError
 
         targets = targets or []
         if predict:
-            from udlcli.engine.finetune_eval import predict as engine_predict
+            from udlcli.tasks.finetune.scores import predict as engine_predict
 
             _print_predictions(engine_predict([*predict, *targets], run, out), json_)
             return

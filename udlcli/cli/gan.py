@@ -36,8 +36,8 @@ def gan(
     """Train the report's GAN and write runs/gan/<name>/ (samples/progress.gif, figures/losses.png, summary.json)."""
     setup(quiet)
     with friendly_errors():
-        from udlcli.engine import gan as engine
-        from udlcli.engine.train import RunOptions
+        from udlcli.tasks.gan import run as engine
+        from udlcli.tasks.train.run import RunOptions
 
         if resume is not None:
             others = {k: v for k, v in dict(config=config, set=set_, batch_size=batch_size, lr=lr, d_steps=d_steps, label_smoothing=label_smoothing,

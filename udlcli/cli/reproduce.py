@@ -28,7 +28,7 @@ def reproduce(
     """Run the whole study of the report (tune, train, embed, sample, finetune, denoise, VAE, GAN, evaluate) and write report.md and report.html."""
     setup(quiet)
     with friendly_errors():
-        from udlcli.engine.reproduce import reproduce as engine
+        from udlcli.tasks.reproduce.run import reproduce as engine
 
         result = engine(study, profile, out, name, resume, only, from_, device, seed, data_dir, command_line())
     ui.console.print(f"ran {len(result.ran)} step(s); report: {result.files[0]} and {result.files[1]}", soft_wrap=True)

@@ -38,7 +38,7 @@ def sample(
     with friendly_errors():
         from udlcli.errors import SpecError
 
-        from udlcli.engine.samplers import sampler
+        from udlcli.tasks.sample import sampler
 
         fn = sampler(kind)
         # Options that only some kinds take are passed only when given, and refused by a kind that does not take them.

@@ -41,7 +41,7 @@ def train(
     """Train a model and write runs/<model>/<name>/ (weights, metrics.csv, summary.json, figures/)."""
     setup(quiet)
     with friendly_errors():
-        from udlcli.engine import train as engine
+        from udlcli.tasks.train import run as engine
 
         opts = engine.RunOptions(out=out, name=name, command=command_line())
         if resume is not None:
@@ -51,7 +51,7 @@ def train(
             refuse_changes_on_resume(list(others))
             result = engine.resume(resume, epochs=epochs, device=device, opts=opts, model=model)
         else:
-            from udlcli.engine.spec import resolve_spec, spec_to_dict
+            from udlcli.core.spec import resolve_spec, spec_to_dict
 
             flags = {
                 "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.weight_decay": weight_decay,

@@ -45,7 +45,7 @@ def tune(
     """Search hyperparameters with optuna (seeded TPE + pruning); writes OUT/tune/<study>/ with trials.csv, figures/ and best.yaml."""
     setup(quiet)
     with friendly_errors():
-        from udlcli.engine import tune as engine
+        from udlcli.tasks.tune import run as engine
         from udlcli.errors import SpecError
 
         if from_ is not None and objective != "finetune":

@@ -1,1 +1,0 @@
-"""The engine: run specs, the generic trainer, checkpoints, run folders and the command functions."""

@@ -1,0 +1,1 @@
+"""One package per command (train, tune, embed, sample, finetune, denoise, gan, evaluate, reproduce), each on udlcli.core."""

@@ -1,0 +1,265 @@
+"""udl evaluate's feature network: a fixed LeNet shipped for MNIST and Fashion-MNIST, trained once and cached for other data.
+
+Shipped networks (`udlcli/featurenets/<name>.safetensors`, listed with their SHA-256 in
+`manifest.json`) were trained once by `python -m udlcli.featurenets.build` with the recipe below,
+so every install scores with the same weights: numbers from two machines compare, as FIDs on
+Inception's fixed weights do. mnist-sample is MNIST's digits and uses MNIST's network.
+
+Any other dataset (kmnist, folder:PATH) gets a network trained on first use with the same recipe,
+cached as an ordinary run folder in the user cache, `~/.cache/udl/featurenets/lenet/<dataset>/`
+(`$UDL_CACHE_DIR/featurenets/...` when that is set; never beside the data). Its
+`featurenet.safetensors` is the same format as a shipped file, and `featurenet.json`, written last
+(a folder without it is an interrupted training and is never used), records how it was made and its
+SHA-256: its numbers compare only with numbers from a network of the same hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from udlcli import ui
+from udlcli.data import ImageDataset, TensorImages
+from udlcli.data.sources import default_cache_dir
+from udlcli.core import runs
+from udlcli.core.device import describe, resolve_device
+from udlcli.errors import CheckpointError, DataError
+
+RECIPE = 3
+"""Bump when the architecture or training recipe changes, so cached networks of the old recipe are retrained.
+3: the reject output trained on synthetic non-images (outlier exposure)."""
+RECORD = "featurenet.json"
+WEIGHTS_FILE = "featurenet.safetensors"
+CACHE_DIR = "featurenets"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "featurenets"  # udlcli/featurenets/
+MANIFEST = SHIPPED_DIR / "manifest.json"
+MNIST_ACCURACY_BAR = 0.99
+
+
+@dataclass
+class FeatureNet:
+    """A LeNet in eval mode, the record of how it was made, and where its weights come from."""
+
+    model: torch.nn.Module
+    source: Path
+    """The .safetensors file the weights were read from."""
+    record: dict
+    device: torch.device
+    sha256: str
+    shipped: bool
+    """True for a network shipped with udl (the same on every install)."""
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Images (N, 1, 28, 28) in [0, 1] -> (features (N, f) float32, probabilities of the data's classes (N, C) float64).
+
+        The probabilities sum to 1 - P(not data) (see udlcli.models.lenet): near 0 for noise.
+        """
+        feats, probs = [], []
+        for i in range(0, len(images), batch_size):
+            x = images[i : i + batch_size].to(self.device, torch.float32)
+            f = self.model.features(x)  # (B, f)
+            feats.append(f.cpu())
+            probs.append(self.model.data_probs(f).cpu())  # (B, C)
+        return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+
+    def embed_split(self, split: TensorImages, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        return self.embed(split.images(), batch_size)
+
+    def info(self) -> dict:
+        """What evaluation.json and the table footer say about the yardstick."""
+        r = self.record
+        return {
+            "sha256": self.sha256, "shipped": self.shipped, "source": str(self.source), "dataset": (r.get("dataset") or {}).get("name"),
+            "recipe": r.get("recipe"), "test_accuracy": r.get("test_accuracy"), "features": (r.get("model") or {}).get("features"),
+            "train_size": (r.get("dataset") or {}).get("train_size"),
+            "note": None if self.shipped else "a network trained on this machine: these numbers compare only with numbers from a network of the same sha256",
+        }
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- safetensors files (shipped or cached)
+
+
+def save_network(model: torch.nn.Module, record: dict, path: Path) -> str:
+    """Write the weights and the record (as safetensors metadata) to path; returns the file's SHA-256."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"udl": json.dumps(record, sort_keys=True, default=str)})
+    tmp.replace(path)
+    return sha256_of(path)
+
+
+def load_network(path: Path, device: str = "auto", expected_sha256: str | None = None, shipped: bool = False) -> FeatureNet:
+    """A feature network from its .safetensors file (no pickle: only tensors and a JSON header are read)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from udlcli.models.lenet import LeNet
+
+    digest = sha256_of(path)
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise CheckpointError(f"{path}: SHA-256 {digest[:12]}… is not the {expected_sha256[:12]}… it was shipped with; reinstall udl")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            record = json.loads((f.metadata() or {})["udl"])
+        state = load_file(str(path))
+        m, d = record["model"], record["data"]
+        model = LeNet(m["channels"], m["features"], m["classes"], m["dropout"], d["mean"], d["std"], m.get("reject", False), m.get("negatives", 0.0))
+        model.load_state_dict(state)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is not a readable udl feature network ({e.__class__.__name__}); delete it to retrain, or reinstall udl") from None
+    dev = resolve_device(device)
+    return FeatureNet(model.to(dev).eval(), path, record, dev, digest, shipped)
+
+
+def manifest() -> dict:
+    """The shipped networks: {name: {"file", "sha256", "test_accuracy", "datasets": [dataset names it serves]}}."""
+    try:
+        return json.loads(MANIFEST.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def shipped_entry(dataset: str) -> dict | None:
+    return next((e for e in manifest().values() if dataset in e.get("datasets", [])), None)
+
+
+# ---------------------------------------------------------------- the user cache (datasets without a shipped network)
+
+
+def dataset_key(name: str, limit: int | None = None) -> str:
+    """The cache folder name of a dataset: its name, a hash for folder:PATH, a suffix for a limited train split."""
+    key = name
+    if name.startswith("folder:"):
+        path = str(Path(name[len("folder:") :]).expanduser().resolve())
+        key = "folder-" + hashlib.sha1(path.encode()).hexdigest()[:10]
+    return f"{key}-limit{limit}" if limit else key
+
+
+def writable(folder: Path) -> bool:
+    """Whether folder exists or can be made, and may be written. A folder marked read-only (no owner
+    write bit, like a shared data folder) counts as read-only even for root, whom os.access lets through."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not (existing.stat().st_mode & stat.S_IWUSR) or not os.access(existing, os.W_OK):
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return True
+
+
+def cache_root() -> Path:
+    """Where trained networks are cached: the user cache only (a data folder is never written)."""
+    return default_cache_dir() / CACHE_DIR
+
+
+def find_cached(key: str) -> Path | None:
+    """The run folder of a finished feature network for this dataset key and recipe, or None."""
+    for run_dir in sorted((cache_root() / "lenet").glob(f"{key}*"), key=runs._natural_key):
+        try:
+            rec = json.loads((run_dir / RECORD).read_text())
+        except (OSError, ValueError):
+            continue  # no record: an interrupted training, or another dataset's folder
+        if rec.get("key") == key and rec.get("recipe") == RECIPE and (run_dir / WEIGHTS_FILE).is_file():
+            return run_dir
+    return None
+
+
+def featurenet_for(
+    data: ImageDataset,
+    data_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    epochs: int | None = None,
+    limit: int | None = None,
+    shipped: bool = True,
+) -> FeatureNet:
+    """The feature network of data's dataset: the shipped one, else the cached one, else one trained now (once).
+
+    epochs and limit change the recipe (quick test networks), so they never use a shipped network;
+    limit is part of the cache key, so a network trained on part of a dataset is never used for the whole.
+    shipped=False skips the shipped networks (to test the training path).
+    """
+    entry = shipped_entry(data.name) if shipped and epochs is None and limit is None else None
+    if entry is not None:
+        return load_network(SHIPPED_DIR / entry["file"], device, expected_sha256=entry["sha256"], shipped=True)
+    key = dataset_key(data.name, limit)
+    run_dir = find_cached(key) or train_network(data, key, data_dir, device, epochs, limit, cache_root())
+    net = load_network(run_dir / WEIGHTS_FILE, device)
+    recorded = json.loads((run_dir / RECORD).read_text()).get("sha256")
+    if recorded != net.sha256:
+        raise CheckpointError(f"{run_dir / WEIGHTS_FILE} changed since it was trained (SHA-256 {net.sha256[:12]}…, recorded {str(recorded)[:12]}…); delete {run_dir} to retrain")
+    return net
+
+
+def train_network(data: ImageDataset, key: str, data_dir, device: str, epochs: int | None, limit: int | None, root: Path) -> Path:
+    """Train a feature network with the shared trainer into root/lenet/<key>/; the same recipe makes the shipped ones."""
+    from udlcli.core.loading import load_run
+    from udlcli.core.spec import resolve_spec, spec_to_dict
+    from udlcli.tasks.train.run import RunOptions, train
+
+    if int((data.train.y >= 0).sum()) < len(data.train) or len(data.classes) < 2:
+        raise DataError(
+            f"dataset {data.name!r} has no class labels for every training image; the feature network of udl evaluate "
+            "is a classifier, so give a dataset with one sub-folder per class (or evaluate against mnist)"
+        )
+    if not writable(root):
+        raise DataError(f"cannot write the feature network's cache in {root}; set UDL_CACHE_DIR to a writable folder")
+    if limit:
+        data = dataclasses.replace(data, train=TensorImages(data.train.x[:limit], data.train.y[:limit]))
+    flags = {
+        # 10% held out for choosing the best epoch is plenty for a classifier; the rest trains it.
+        "data.dataset": data.name, "data.data_dir": str(data_dir) if data_dir else None, "data.limit": limit, "data.val_fraction": 0.1,
+        "model.classes": len(data.classes), "train.epochs": epochs, "train.device": device,
+    }
+    spec = resolve_spec("lenet", flags=flags)
+    ui.info(f"udl evaluate needs a feature network for {data.name}: training it once ({spec.train.epochs} epochs); it is cached in {root}")
+    result = train(spec, RunOptions(out=root, name=key, command="udl evaluate (feature network)"), data=data)
+    s = result.summary
+    acc = s["test"].get("acc", float("nan"))
+    d = spec_to_dict(spec)
+    record = {
+        "key": key,
+        "recipe": RECIPE,
+        "what": "udl evaluate's feature network: LeNet penultimate layer for FID and precision/recall; class probabilities for balance, confidence and IS",
+        "dataset": data.info(),
+        "model": d["model"],
+        "data": {"mean": d["data"]["mean"], "std": d["data"]["std"]},
+        "train": d["train"],
+        "test_accuracy": acc,
+        "test_loss": s["test"].get("loss"),
+        "best_epoch": s["best_epoch"],
+        "train_time_s": s["train_time_s"],
+        "device": describe(resolve_device(device)),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": runs.versions(),
+    }
+    best = load_run(result.run_dir, kinds=("lenet",))  # the epoch of lowest validation loss
+    record["sha256"] = save_network(best.model, record, result.run_dir / WEIGHTS_FILE)
+    runs.write_json(result.run_dir / RECORD, record)  # last: marks the cache entry complete
+    ui.info(f"feature network: test accuracy {acc:.2%}; sha256 {record['sha256'][:12]}…; cached in [cyan]{result.run_dir}[/]")
+    if data.name == "mnist" and not limit and acc < MNIST_ACCURACY_BAR:
+        ui.warn(f"the feature network reached only {acc:.2%} MNIST test accuracy (expected >= {MNIST_ACCURACY_BAR:.0%}); FIDs from it are less reliable")
+    return result.run_dir

@@ -1,0 +1,267 @@
+"""`udl evaluate`: sample quality of generative runs or image folders against the test split, with floor and ceiling rows.
+
+Each source (a run folder or a folder of images) gives n images (n, 1, 28, 28) in [0, 1]; the
+dataset's feature network (engine/featurenet.py) maps them to features and class probabilities,
+and udlcli.metrics compares them with the test split. Two reference rows use the same n and the
+same network: the train split (the ceiling a perfect model could reach) and uniform noise (the floor).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from udlcli import metrics
+from udlcli.data import load_dataset, sources
+from udlcli.core import runs
+from udlcli.core.checkpoint import load_checkpoint
+from udlcli.tasks.evaluate.featurenet import FeatureNet, featurenet_for, writable
+from udlcli.core.latent import status
+from udlcli.errors import CheckpointError, DataError, SpecError, a_kind
+
+# Run kind -> "module:function" of its sampler, imported only when used. Every sampler has the
+# signature generate(run: Path, n: int, seed: int = 0, device: str = "cpu") -> (n, 1, 28, 28) float32 in [0, 1] on the CPU.
+GENERATORS = {
+    "ae": "udlcli.tasks.sample.ae:generate_ae",  # Gaussian fitted to the training codes, as `udl sample ae`
+    "vae": "udlcli.tasks.sample.vae:generate_vae",  # prior samples
+    "gan": "udlcli.tasks.sample.gan:generate_gan",  # generator samples
+}
+# Run kinds that make no images, and why; any other kind is "cannot generate" too.
+NOT_GENERATIVE = {
+    "dae": "a denoising autoencoder maps noisy images to clean ones and has no distribution to sample from",
+    "lenet": "a classifier (udl evaluate's feature network) and makes no images",
+    "classifier": "a classifier (udl finetune) and makes no images",
+}
+RESULT_FILE = "evaluation.json"
+SIZE = 28
+
+
+@dataclass
+class Source:
+    """One row of the table: where the images come from and how to get them."""
+
+    label: str
+    kind: str
+    """The run kind (ae, vae, gan) or "images"."""
+    path: Path
+    dataset: str | None = None
+    data_dir: str | None = None
+    generate: Callable | None = None
+    images: torch.Tensor | None = None
+    """(N, 1, 28, 28) in [0, 1] for an image folder."""
+
+
+@dataclass
+class Reference:
+    """The test split's features (N_test, f) and k-NN radii (N_test,), computed once for every row."""
+
+    features: np.ndarray
+    radii: np.ndarray
+
+    def metrics(self, features: np.ndarray, probs: np.ndarray) -> dict:
+        return metrics.all_metrics(self.features, features, probs, real_radii=self.radii)
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str
+    metrics: dict
+    saved: Path | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class EvalReport:
+    rows: list[Row]
+    references: list[Row]
+    """The ceiling (train split) and floor (uniform noise) rows."""
+    dataset: dict
+    featurenet: dict
+    n_test: int
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ sources
+
+
+def _import(target: str, kind: str) -> Callable:
+    module, _, name = target.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise CheckpointError(f"sampling {kind} runs is not available in this version of udl ({target} not found); evaluate another run or --images") from None
+    return fn
+
+
+def run_source(path: str | Path) -> Source:
+    """A run folder (or checkpoint) whose kind can generate; a one-line CheckpointError otherwise."""
+    run_dir, ck = runs.resolve_checkpoint(path, "runs", tuple(GENERATORS))
+    payload = load_checkpoint(ck)
+    kind = payload.get("kind") or "unknown"
+    if kind in NOT_GENERATIVE:
+        raise CheckpointError(f"{run_dir} is {a_kind(kind)} run: {NOT_GENERATIVE[kind]}; evaluate an AE, VAE or GAN run, or --images, instead")
+    if kind not in GENERATORS:
+        raise CheckpointError(f"{run_dir} is {a_kind(kind)} run, which cannot generate images; evaluate an AE, VAE or GAN run, or --images, instead")
+    spec_data = (payload.get("spec") or {}).get("data") or {}
+    dataset = (payload.get("data") or {}).get("name") or spec_data.get("dataset")
+    return Source(str(run_dir), kind, run_dir, dataset, spec_data.get("data_dir"), _import(GENERATORS[kind], kind))
+
+
+def load_images(folder: str | Path) -> torch.Tensor:
+    """Every image under folder as (N, 1, 28, 28) float32 in [0, 1]; one-line DataErrors for anything else."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"--images {folder}: no such folder; give a folder of 28x28 grayscale images")
+    files = sources.list_images(folder)
+    if len(files) < 2:
+        raise DataError(f"--images {folder}: found {len(files)} image(s); FID and precision/recall need at least 2")
+    out = np.empty((len(files), SIZE, SIZE), np.uint8)
+    for i, f in enumerate(files):
+        try:
+            with Image.open(f) as im:
+                im.load()
+                size, mode = im.size, im.mode
+                gray = im.convert("L")
+                # PNGs written by matplotlib are RGBA even for gray images: accept colour modes whose channels agree.
+                rgb = np.asarray(im.convert("RGB"), np.int16) if mode not in ("L", "1", "I", "I;16", "F") else None
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise DataError(f"{f}: not a readable image ({e.__class__.__name__}); remove it or convert it to PNG") from None
+        if size != (SIZE, SIZE):
+            raise DataError(f"{f} is {size[0]}x{size[1]} ({mode}); udl evaluate needs 28x28 grayscale images like the dataset's, so resize them first")
+        if rgb is not None and not (np.abs(rgb - rgb[..., :1]) <= 1).all():
+            raise DataError(f"{f} is a colour image (mode {mode}); udl evaluate needs 28x28 grayscale images, so convert it to grayscale first")
+        out[i] = np.asarray(gray, np.uint8)
+    return torch.from_numpy(out).unsqueeze(1).float().div_(255.0)
+
+
+def _check_images(x: torch.Tensor, label: str) -> torch.Tensor:
+    if x.ndim != 4 or tuple(x.shape[1:]) != (1, SIZE, SIZE):
+        raise DataError(f"{label} gave images of shape {tuple(x.shape)}; udl evaluate needs (N, 1, 28, 28) grayscale images")
+    if len(x) < 2:
+        raise DataError(f"{label} gave {len(x)} image(s); FID and precision/recall need at least 2")
+    if not torch.isfinite(x).all():
+        raise DataError(f"{label} gave images with NaN or infinite pixels; the run may have diverged")
+    return x.float().clamp(0, 1)
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+def evaluate(
+    run_paths: list[str | Path],
+    images: str | Path | None = None,
+    n: int = 10_000,
+    seed: int = 0,
+    device: str = "auto",
+    data_dir: str | Path | None = None,
+    dataset: str | None = None,
+    json_out: str | Path | None = None,
+    command: str = "",
+    featurenet_epochs: int | None = None,
+    featurenet_limit: int | None = None,
+) -> EvalReport:
+    """Evaluate every source against the test split; writes evaluation.json into each run folder (and for --images, see below).
+
+    For --images the result goes to json_out when given, else into the image folder when it is
+    writable, else nowhere (the report says so). featurenet_epochs/limit make quick test networks.
+    """
+    if not run_paths and images is None:
+        raise SpecError("give one or more run folders to evaluate, or --images FOLDER")
+    if n < 2:
+        raise SpecError(f"--n {n}: FID and precision/recall need at least 2 samples")
+    # Validate and load every source before any work, so a bad one costs nothing.
+    srcs = [run_source(p) for p in run_paths]
+    if images is not None:
+        srcs.append(Source(str(images), "images", Path(images), images=load_images(images)))
+    name = _dataset_name(srcs, dataset)
+    data_dir = data_dir or next((s.data_dir for s in srcs if s.data_dir), None)
+    images_json = _images_json_path(Path(images), json_out) if images is not None else None
+
+    data = load_dataset(name, data_dir)
+    net = featurenet_for(data, data_dir, device, epochs=featurenet_epochs, limit=featurenet_limit)
+    with status(f"features of the {data.name} test split ({len(data.test):,} images), the reference of every row"):
+        real, _ = net.embed_split(data.test)  # (N_test, f)
+        real = Reference(real, metrics.manifold_radii(real))
+    n_ref = n if run_paths else len(srcs[-1].images)
+    rows = [_row(s, net, real, n, seed, device, data_dir) for s in srcs]
+    with status("the ceiling (train split) and floor (uniform noise) rows"):
+        references = _references(data, net, real, min(n_ref, len(data.train)), seed)
+
+    report = EvalReport(rows, references, data.info(), net.info(), len(data.test))
+    common = {
+        "command": command, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": seed,
+        "reference": f"{data.name} test split ({len(data.test):,} images)", "dataset": report.dataset,
+        "featurenet": report.featurenet, "references": {r.label: r.metrics for r in references}, "versions": runs.versions(),
+    }
+    for row, src in zip(rows, srcs):
+        target = images_json if src.kind == "images" else (src.path / RESULT_FILE if writable(src.path) else None)
+        if target is not None:
+            runs.write_json(target, {"source": row.label, "kind": row.kind, **row.metrics, **common})
+            row.saved = target
+        else:
+            hint = "; pass --json PATH to keep it" if src.kind == "images" else ""
+            report.notes.append(f"{src.path} is read-only, so its evaluation.json was not written{hint}")
+    return report
+
+
+def _dataset_name(srcs: list[Source], dataset: str | None) -> str:
+    names = {s.dataset for s in srcs if s.dataset}
+    if len(names) > 1:
+        raise SpecError(f"these runs were trained on different datasets ({', '.join(sorted(names))}); evaluate one dataset at a time")
+    if dataset and names and dataset not in names:
+        raise SpecError(f"--dataset {dataset}: the runs were trained on {names.pop()}; drop --dataset or evaluate runs of {dataset}")
+    return dataset or (names.pop() if names else "mnist")
+
+
+def _images_json_path(folder: Path, json_out: str | Path | None) -> Path | None:
+    if json_out is not None:
+        p = Path(json_out)
+        if not p.parent.is_dir():
+            raise SpecError(f"--json {p}: the folder {p.parent} does not exist; create it first")
+        return p
+    return folder / RESULT_FILE if writable(folder) else None
+
+
+def _generate(src: Source, n: int, seed: int, device: str, data_dir) -> torch.Tensor:
+    kwargs = {"seed": seed, "device": device}
+    if data_dir is not None and "data_dir" in inspect.signature(src.generate).parameters:
+        kwargs["data_dir"] = data_dir  # samplers that fit something on the training split (the AE's Gaussian) read it there
+    return src.generate(src.path, n, **kwargs)
+
+
+def _row(src: Source, net: FeatureNet, real: Reference, n: int, seed: int, device: str, data_dir) -> Row:
+    t0 = time.perf_counter()
+    if src.images is not None:
+        x = src.images
+    else:
+        with status(f"drawing {n:,} samples from {src.label} ({src.kind}, seed {seed})"):
+            x = _generate(src, n, seed, device, data_dir)
+    x = _check_images(torch.as_tensor(x), src.label)
+    feats, probs = net.embed(x)
+    return Row(src.label, src.kind, real.metrics(feats, probs), seconds=time.perf_counter() - t0)
+
+
+def _references(data, net: FeatureNet, real: Reference, n: int, seed: int) -> list[Row]:
+    """Ceiling: n seeded train images; floor: n seeded uniform-noise images. Same n as the samples, since FID grows as n shrinks."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data.train), generator=g)[:n]
+    out = []
+    for label, kind, x in (
+        ("ceiling: train split", "reference", data.train.images(idx)),
+        ("floor: uniform noise", "reference", torch.rand(n, 1, SIZE, SIZE, generator=g)),
+    ):
+        t0 = time.perf_counter()
+        feats, probs = net.embed(x)
+        out.append(Row(label, kind, real.metrics(feats, probs), seconds=time.perf_counter() - t0))
+    return out

@@ -1,0 +1,186 @@
+"""`udl sample vae`: prior samples, the K x K latent traversal of the report's Fig. 6, and the evaluator's generator."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from udlcli import plots
+from udlcli.core import runs
+from udlcli.core.device import resolve_device
+from udlcli.core.latent import decode, run_dataset
+from udlcli.core.loading import LoadedRun, load_run
+from udlcli.tasks.sample.ae import MAX_SAMPLES, SampleResult, _interpolate, _pair
+from udlcli.errors import SpecError
+
+SAMPLES = "samples"
+GRID_PROBS = (0.05, 0.95)
+"""Without --range, grid values are the normal quantiles of probabilities evenly spaced over this interval."""
+MAX_GRID = 40  # 40 x 40 tiles is already a 1120-pixel-wide image
+HINT = "sample an AE run with `udl sample ae`"
+
+
+def load_vae(run: str | Path | None, root: str | Path = "runs") -> LoadedRun:
+    """A VAE run's model (newest under root when run is None); another kind is a one-line error."""
+    return load_run(run, root, kinds=("vae",), hint=HINT)
+
+
+# ---------------------------------------------------------------- the evaluator's generator
+
+
+def prior_samples(model: torch.nn.Module, n: int, seed: int, device: torch.device) -> torch.Tensor:
+    """n images (n, 1, 28, 28) float32 in [0, 1] on the CPU, decoded from z ~ N(0, I) drawn from a seeded CPU generator."""
+    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))  # (n, d): same z on any device
+    return decode(model.to(device), z, device)
+
+
+def generate_vae(run: Path, n: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
+    """The sampler `udl evaluate` calls for a VAE run: (n, 1, 28, 28) float32 in [0, 1] on the CPU, seeded."""
+    loaded = load_vae(run)
+    return prior_samples(loaded.model, n, seed, resolve_device(device))
+
+
+# ---------------------------------------------------------------- the latent grid
+
+
+def parse_dims(dims: str) -> tuple[int, int]:
+    """'2,5' -> (2, 5); anything else is a one-line error."""
+    i, j = _pair("--dims", dims)
+    if not (i.isdigit() and j.isdigit()):
+        raise SpecError(f"--dims {dims!r}: give two latent dimensions as I,J (whole numbers from 0), for example --dims 0,1")
+    return int(i), int(j)
+
+
+def grid_values(k: int, value_range: float | None = None) -> np.ndarray:
+    """k latent values for one axis: ±value_range evenly spaced, else evenly spaced in probability under N(0, 1).
+
+    Probabilities 0.05 ... 0.95 map through the inverse normal CDF to -1.645 ... 1.645, so each
+    tile covers an equal share of the prior's mass and the tiles crowd where the codes are dense.
+    """
+    if value_range is not None:
+        return np.linspace(-value_range, value_range, k)
+    p = torch.linspace(GRID_PROBS[0], GRID_PROBS[1], k, dtype=torch.float64)
+    return torch.special.ndtri(p).numpy()
+
+
+def sample_vae(
+    run: str | Path | None = None,
+    root: str | Path = "runs",
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    command: str = "",
+    n: int | None = None,
+    grid: bool = False,
+    size: int | None = None,
+    dims: str | None = None,
+    range_: float | None = None,
+    anchor: int | None = None,
+    interpolate: str | None = None,
+    interpolate_index: str | None = None,
+) -> SampleResult:
+    """`udl sample vae`: prior samples (RUN/samples/vae_samples.png), --grid (vae_grid.png) or an interpolation strip."""
+    # Every option is checked before the run is loaded, and the run before anything is written.
+    grid_only = {"--size": size, "--dims": dims, "--range": range_, "--anchor": anchor}
+    walk = interpolate or interpolate_index
+    if interpolate and interpolate_index:
+        raise SpecError("give --interpolate A,B (two classes) or --interpolate-index i,j (two test images), not both")
+    if grid and (walk or n is not None):
+        raise SpecError(f"--grid decodes a traversal of two latent dimensions; drop {'--n' if n is not None else '--interpolate'}")
+    if not grid and any(v is not None for v in grid_only.values()):
+        raise SpecError(f"{next(k for k, v in grid_only.items() if v is not None)} applies to --grid only (udl sample vae --grid ...)")
+    if walk and n is not None:
+        raise SpecError("--n sets the number of prior samples, not the steps of --interpolate; drop one of them")
+    if not walk and not grid and not 1 <= (n or 64) <= MAX_SAMPLES:
+        raise SpecError(f"--n {n}: draw between 1 and {MAX_SAMPLES} samples")
+    if grid and run is not None and not Path(run).exists() and str(run).lstrip("-").isdigit():
+        raise SpecError(f"--grid takes no value ({run} was read as the run folder); set the grid's size with --size K ({2}..{MAX_GRID}, default 15)")
+    pair = parse_dims(dims) if dims is not None else (0, 1)
+    k = 15 if size is None else size
+    if grid:
+        _check_grid(k, pair, range_, None)
+    loaded = load_vae(run, root)
+    dev = resolve_device(device or "auto")
+    meta = {"command": command, "checkpoint": str(loaded.checkpoint), "seed": seed}
+    if walk:
+        data = run_dataset(loaded, data_dir)
+        loaded.model.to(dev)
+        by_class = bool(interpolate)
+        return _interpolate(loaded, data, dev, _pair("--interpolate" if by_class else "--interpolate-index", walk), by_class, seed, meta, prefix="vae")
+    if grid:
+        return _latent_grid(loaded, dev, k, pair, range_, anchor, data_dir, meta)
+    return _prior_grid(loaded, dev, n or 64, seed, meta)
+
+
+def _check_grid(k: int, dims: tuple[int, int], value_range: float | None, latent_dim: int | None) -> None:
+    """The grid's options; with latent_dim None only what can be checked before the run is loaded."""
+    if not 2 <= k <= MAX_GRID:
+        raise SpecError(f"--size {k}: a grid needs between 2 and {MAX_GRID} values per axis (default 15)")
+    if dims[0] == dims[1]:
+        raise SpecError(f"--dims {dims[0]},{dims[1]}: the two dimensions must differ, for example --dims 0,1")
+    if value_range is not None and not (0 < value_range <= 10 and math.isfinite(value_range)):
+        raise SpecError(f"--range {value_range}: give a half-width r with 0 < r <= 10 (values then span -r..r)")
+    if latent_dim is None:
+        return
+    if latent_dim < 2:
+        raise SpecError(f"this VAE has a {latent_dim}-dimensional latent space; a grid needs 2 dimensions (train with --latent-dim 2 or more)")
+    bad = [i for i in dims if not 0 <= i < latent_dim]
+    if bad:
+        raise SpecError(f"--dims {dims[0]},{dims[1]}: dimension {bad[0]} is out of range; this VAE's latent dimensions are 0..{latent_dim - 1}")
+
+
+def _latent_grid(loaded: LoadedRun, dev: torch.device, k: int, dims: tuple[int, int], value_range: float | None,
+                 anchor: int | None, data_dir, meta: dict) -> SampleResult:
+    """Decode a k x k grid over latent dims (i, j), the others at 0 or at test image `anchor`'s mu (Fig. 6)."""
+    model, d = loaded.model.to(dev), loaded.model.latent_dim
+    _check_grid(k, dims, value_range, d)
+    base = torch.zeros(d)  # (d,): the code every tile starts from
+    if anchor is not None:
+        test = run_dataset(loaded, data_dir).test
+        if not 0 <= anchor < len(test):
+            raise SpecError(f"--anchor {anchor}: the test split has images 0..{len(test) - 1}")
+        with torch.no_grad():
+            base = model.encode(test.images(torch.tensor([anchor])).to(dev))[0].float().cpu()
+    values = grid_values(k, value_range)
+    # Row r (top to bottom) holds the (k-1-r)-th value of dim j, so dim j grows upwards as on a plot;
+    # column c holds the c-th value of dim i.
+    z = base.repeat(k * k, 1)  # (k*k, d), row-major over the picture
+    z[:, dims[0]] = torch.tensor(np.tile(values, k), dtype=torch.float32)
+    z[:, dims[1]] = torch.tensor(np.repeat(values[::-1], k).copy(), dtype=torch.float32)
+    images = decode(model, z, dev)  # (k*k, 1, 28, 28) on the CPU
+    out = loaded.run_dir / SAMPLES
+    how = f"±{value_range:g}, evenly spaced" if value_range is not None else f"N(0,1) quantiles of p = {GRID_PROBS[0]}..{GRID_PROBS[1]}"
+    held = f"test image {anchor}'s μ" if anchor is not None else "0"
+    png = _grid_figure(images, values, dims, out / "vae_grid.png", f"{loaded.run_dir.name}: latent dims {dims[0]} and {dims[1]} ({how}); other dims at {held}")
+    info = {**meta, "dims": list(dims), "values": [round(float(v), 4) for v in values], "anchor": anchor, "latent_dim": d}
+    js = runs.write_json(out / "vae_grid.json", info)
+    rows = {"grid": f"{k} x {k} over z[{dims[0]}] (x) and z[{dims[1]}] (y)", "values": f"{values[0]:.3f} .. {values[-1]:.3f} ({how})", "other dims": held}
+    return SampleResult(loaded.run_dir, [png, js], rows)
+
+
+def _grid_figure(images: torch.Tensor, values: np.ndarray, dims: tuple[int, int], path: Path, title: str) -> Path:
+    """One mosaic of k x k tiles with each axis labelled by its latent values (the report's Fig. 6)."""
+    k = len(values)
+    tiles = images.numpy().reshape(k, k, 28, 28)
+    mosaic = tiles.transpose(0, 2, 1, 3).reshape(k * 28, k * 28)  # (k*28, k*28): rows of tiles side by side
+    fig, ax = plots.plt.subplots(figsize=(1.0 + 0.55 * k, 1.0 + 0.55 * k))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+    centres = np.arange(k) * 28 + 13.5
+    ax.set_xticks(centres, [f"{v:.2f}" for v in values], rotation=90, fontsize=7)
+    ax.set_yticks(centres, [f"{v:.2f}" for v in values[::-1]], fontsize=7)
+    ax.set_xlabel(f"z[{dims[0]}]")
+    ax.set_ylabel(f"z[{dims[1]}]")
+    ax.set_title(title, fontsize=8)
+    return plots._save(fig, path)  # plots.py's writer: mkdir, dpi, tight box, close
+
+
+def _prior_grid(loaded: LoadedRun, dev: torch.device, n: int, seed: int, meta: dict) -> SampleResult:
+    """Decode n draws z ~ N(0, I) into RUN/samples/vae_samples.png."""
+    images = prior_samples(loaded.model, n, seed, dev)
+    out = loaded.run_dir / SAMPLES
+    png = plots.image_grid(images, out / "vae_samples.png", title=f"{n} samples decoded from z ~ N(0, I), seed {seed}")
+    js = runs.write_json(out / "vae_samples.json", {**meta, "n": n, "latent_dim": loaded.model.latent_dim})
+    return SampleResult(loaded.run_dir, [png, js], {"prior": f"z ~ N(0, I) in {loaded.model.latent_dim} dimensions", "samples": str(n)})
