@@ -36,13 +36,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=7)
     a = p.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     base, _ = timed([sys.executable, "-c", "import torch"], a.repeat)
     print(f"baseline `import torch`: {base:.3f} s")
     for args in (["--help"], ["train", "--help"]):
         wall, flag = timed([sys.executable, "-c", HELP_CHECK.format(args=args)], a.repeat)
         verdict = "ok" if wall < 0.5 and flag == "NO-TORCH" else "OVER TARGET"
-        print(f"udl {' '.join(args):<14} {wall:.3f} s  ({wall / base:.2f}x of import torch; {flag.lower()})  target < 0.5 s: {verdict}")
+        print(
+            f"udl {' '.join(args):<14} {wall:.3f} s  ({wall / base:.2f}x of import torch; {flag.lower()})  target < 0.5 s: {verdict}"
+        )
 
 
 if __name__ == "__main__":

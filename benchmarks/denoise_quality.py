@@ -28,12 +28,16 @@ CLEAN_BAR = 1.0
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--compare", required=True, help="the plain AE run (udl train ae on full MNIST)")
+    ap.add_argument(
+        "--compare", required=True, help="the plain AE run (udl train ae on full MNIST)"
+    )
     ap.add_argument("--run", help="evaluate this DAE run instead of training one")
     ap.add_argument("--out", default="/tmp/denoise_quality")
     ap.add_argument("--epochs", type=int, default=20)
     a = ap.parse_args()
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; python {platform.python_version()}")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; python {platform.python_version()}"
+    )
     udl = [sys.executable, "-m", "udlcli", "denoise", "--compare", a.compare, "-q"]
     if a.run:
         cmd, run = [*udl, "--eval", a.run], Path(a.run)
@@ -48,15 +52,21 @@ def main() -> None:
         run = max((Path(a.out) / "denoise").iterdir(), key=lambda p: p.stat().st_mtime)
     s = json.loads((run / "summary.json").read_text())
     rows = s["denoise"]["rows"]
-    done = sum(1 for _ in open(run / "metrics.csv")) - 1  # epochs so far, also while the run is still training
+    done = (
+        sum(1 for _ in open(run / "metrics.csv")) - 1
+    )  # epochs so far, also while the run is still training
     print(f"DAE run {run}: {done} epochs (best checkpoint used); command wall time {wall:.0f} s")
     for kind, bar in GAIN_BARS.items():
         gain = rows[kind]["gain_db"]
-        print(f"{kind:<11} noisy {rows[kind]['noisy']['psnr']:6.2f} dB -> denoised {rows[kind]['dae']['psnr']:6.2f} dB: "
-              f"gain {gain:+6.2f} dB, bar >= {bar:g} dB: {'ok' if gain >= bar else 'MISSED'} ({gain / bar:.2f}x the bar)")
+        print(
+            f"{kind:<11} noisy {rows[kind]['noisy']['psnr']:6.2f} dB -> denoised {rows[kind]['dae']['psnr']:6.2f} dB: "
+            f"gain {gain:+6.2f} dB, bar >= {bar:g} dB: {'ok' if gain >= bar else 'MISSED'} ({gain / bar:.2f}x the bar)"
+        )
     dae, ae = rows["none"]["dae"]["psnr"], rows["none"]["ae"]["psnr"]
-    print(f"clean      DAE {dae:6.2f} dB vs plain AE {ae:6.2f} dB: difference {dae - ae:+.2f} dB, bar within {CLEAN_BAR:g} dB: "
-          f"{'ok' if abs(dae - ae) <= CLEAN_BAR else 'MISSED'}")
+    print(
+        f"clean      DAE {dae:6.2f} dB vs plain AE {ae:6.2f} dB: difference {dae - ae:+.2f} dB, bar within {CLEAN_BAR:g} dB: "
+        f"{'ok' if abs(dae - ae) <= CLEAN_BAR else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

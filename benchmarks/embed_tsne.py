@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from udlcli.core.device import resolve_device
-from udlcli.tasks.embed.run import knn_accuracy, tsne_map
 from udlcli.core.latent import encode, run_dataset
 from udlcli.core.loading import load_run
+from udlcli.tasks.embed.run import knn_accuracy, tsne_map
 
 
 def sklearn_default(codes: np.ndarray, seed: int) -> np.ndarray:
@@ -36,7 +36,9 @@ def opentsne_default(codes: np.ndarray, seed: int) -> np.ndarray:
     """openTSNE's defaults with FFT gradients on both cores: the grid udl coarsens."""
     import openTSNE
 
-    return np.asarray(openTSNE.TSNE(n_jobs=2, random_state=seed, negative_gradient_method="fft").fit(codes))
+    return np.asarray(
+        openTSNE.TSNE(n_jobs=2, random_state=seed, negative_gradient_method="fft").fit(codes)
+    )
 
 
 def udl_tsne(codes: np.ndarray, seed: int) -> np.ndarray:
@@ -51,10 +53,20 @@ def timed(fn, codes, seed) -> tuple[np.ndarray, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", nargs="?", default=None, help="AE/VAE run folder or checkpoint (default: newest under runs/)")
+    ap.add_argument(
+        "run",
+        nargs="?",
+        default=None,
+        help="AE/VAE run folder or checkpoint (default: newest under runs/)",
+    )
     ap.add_argument("--n", type=int, default=None, help="number of test codes (default: all)")
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--repeat", type=int, default=1, help="time each implementation this many times (best wall time kept)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="time each implementation this many times (best wall time kept)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -65,13 +77,21 @@ def main() -> None:
     test = data.test if args.n is None else data.test.subset(torch.arange(args.n))
     codes = encode(loaded.model, test, resolve_device("cpu"))
     y = test.y.numpy()
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}, python {platform.python_version()}")
-    print(f"run: {loaded.run_dir} ({loaded.kind}); {len(codes):,} test codes of dimension {codes.shape[1]} from {data.name}")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, python {platform.python_version()}"
+    )
+    print(
+        f"run: {loaded.run_dir} ({loaded.kind}); {len(codes):,} test codes of dimension {codes.shape[1]} from {data.name}"
+    )
     print(f"load average at start (1/5/15 min): {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
     results = {}
-    candidates = {"sklearn default TSNE": sklearn_default, "openTSNE FFT default": opentsne_default, "udl: openTSNE FFT ints2 exact-kNN": udl_tsne}
+    candidates = {
+        "sklearn default TSNE": sklearn_default,
+        "openTSNE FFT default": opentsne_default,
+        "udl: openTSNE FFT ints2 exact-kNN": udl_tsne,
+    }
     for name, fn in candidates.items():
         best = None
         for _ in range(args.repeat):
@@ -81,14 +101,22 @@ def main() -> None:
         xy, wall, cpu = best
         tw = trustworthiness(codes, xy, n_neighbors=10)
         results[name] = (wall, cpu, tw, knn_accuracy(xy, y, args.seed))
-        print(f"{name:34s} wall {wall:7.1f} s   cpu {cpu:7.1f} s   trustworthiness {tw:.4f}   5-NN acc in map {results[name][3]:.4f}"
-              f"   (load now {os.getloadavg()[0]:.1f})", flush=True)
+        print(
+            f"{name:34s} wall {wall:7.1f} s   cpu {cpu:7.1f} s   trustworthiness {tw:.4f}   5-NN acc in map {results[name][3]:.4f}"
+            f"   (load now {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
 
-    (w0, c0, t0, _), (w1, c1, t1, _) = results["sklearn default TSNE"], results["udl: openTSNE FFT ints2 exact-kNN"]
+    (w0, c0, t0, _), (w1, c1, t1, _) = (
+        results["sklearn default TSNE"],
+        results["udl: openTSNE FFT ints2 exact-kNN"],
+    )
     print(f"speed-up (sklearn / udl): wall {w0 / w1:.2f}x, cpu {c0 / c1:.2f}x")
     print(f"trustworthiness udl - sklearn: {t1 - t0:+.4f} (target: >= -0.01)")
-    print(f"target wall <= 20 s: {'met' if w1 <= 20 else 'NOT met'} ({w1:.1f} s); "
-          f"trustworthiness: {'met' if t1 >= t0 - 0.01 else 'NOT met'}")
+    print(
+        f"target wall <= 20 s: {'met' if w1 <= 20 else 'NOT met'} ({w1:.1f} s); "
+        f"trustworthiness: {'met' if t1 >= t0 - 0.01 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -51,9 +51,15 @@ def main() -> None:
         r = net.record
         print(f"machine: {machine()}")
         print(f"dataset: {data.name} ({len(data.train):,} train / {len(data.test):,} test)")
-        print(f"feature network: {r['model']['features']} features, {r['train']['epochs']} epochs, test accuracy {r['test_accuracy']:.4f} (bar 0.99)")
-        print(f"training: {r['train_time_s']:.1f} s in epochs, {first:.1f} s first call in all = {first / TARGET_S:.2f}x the issue's ~{TARGET_S:.0f} s")
-        print(f"cached call: {cached:.2f} s = {first / max(cached, 1e-9):.0f}x faster than the first")
+        print(
+            f"feature network: {r['model']['features']} features, {r['train']['epochs']} epochs, test accuracy {r['test_accuracy']:.4f} (bar 0.99)"
+        )
+        print(
+            f"training: {r['train_time_s']:.1f} s in epochs, {first:.1f} s first call in all = {first / TARGET_S:.2f}x the issue's ~{TARGET_S:.0f} s"
+        )
+        print(
+            f"cached call: {cached:.2f} s = {first / max(cached, 1e-9):.0f}x faster than the first"
+        )
 
 
 if __name__ == "__main__":

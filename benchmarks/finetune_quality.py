@@ -43,19 +43,39 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("ae_run")
     ap.add_argument("--out", default="/tmp/finetune_quality")
-    ap.add_argument("--features", nargs="+", default=["latent", "hidden", "conv"], choices=["latent", "hidden", "conv"])
+    ap.add_argument(
+        "--features",
+        nargs="+",
+        default=["latent", "hidden", "conv"],
+        choices=["latent", "hidden", "conv"],
+    )
     ap.add_argument("--no-unfreeze", action="store_true", help="skip the --unfreeze run")
-    ap.add_argument("--ceiling", action="store_true", help="also fit an RBF SVM to each frozen run's features (what any head could reach)")
-    ap.add_argument("--svm-limit", type=int, default=48_000, help="train the SVM on at most this many features (stratified)")
+    ap.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also fit an RBF SVM to each frozen run's features (what any head could reach)",
+    )
+    ap.add_argument(
+        "--svm-limit",
+        type=int,
+        default=48_000,
+        help="train the SVM on at most this many features (stratified)",
+    )
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-          f"python {platform.python_version()}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+        f"python {platform.python_version()}; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"
+    )
     udl = [sys.executable, "-m", "udlcli", "finetune", a.ae_run, "--out", a.out, "-q"]
-    walls = {f"frozen_{f}": run([*udl, "--features", f, "--name", f"frozen_{f}"]) for f in a.features}
+    walls = {
+        f"frozen_{f}": run([*udl, "--features", f, "--name", f"frozen_{f}"]) for f in a.features
+    }
     if not a.no_unfreeze:
         walls["unfrozen"] = run([*udl, "--unfreeze", "--name", "unfrozen", "--no-baselines"])
-    print(f"\n{'run':<14} {'test acc':>9} {'bar':>8} {'linear probe':>13} {'5-NN':>7} {'RBF SVM':>8} {'epochs (best)':>14} {'wall s':>8}")
+    print(
+        f"\n{'run':<14} {'test acc':>9} {'bar':>8} {'linear probe':>13} {'5-NN':>7} {'RBF SVM':>8} {'epochs (best)':>14} {'wall s':>8}"
+    )
     for name, wall in walls.items():
         s = json.loads((Path(a.out) / "finetune" / name / "summary.json").read_text())
         acc, base, bar = s["test_accuracy"], s.get("baselines") or {}, BARS[name]
@@ -66,8 +86,13 @@ def main() -> None:
             svm = f"{svm_acc:.2%}"
         probe = f"{base['linear_probe']:.2%}" if "linear_probe" in base else ""
         knn = f"{base['knn5']:.2%}" if "knn5" in base else ""
-        print(f"{name:<14} {acc:>9.2%} {mark:>8} {probe:>13} {knn:>7} {svm:>8} {s['epochs']:>8} ({s['best_epoch']}) {wall:>8.0f}", flush=True)
-    print("(bar: '+' met, '-' missed; probe and 5-NN are fitted on the same frozen features as the head)")
+        print(
+            f"{name:<14} {acc:>9.2%} {mark:>8} {probe:>13} {knn:>7} {svm:>8} {s['epochs']:>8} ({s['best_epoch']}) {wall:>8.0f}",
+            flush=True,
+        )
+    print(
+        "(bar: '+' met, '-' missed; probe and 5-NN are fitted on the same frozen features as the head)"
+    )
 
 
 def svm_ceiling(run_dir: Path, limit: int) -> tuple[float, float]:
@@ -76,9 +101,9 @@ def svm_ceiling(run_dir: Path, limit: int) -> tuple[float, float]:
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
+    from udlcli.core.loading import load_run
     from udlcli.data import load_dataset, stratified_indices
     from udlcli.tasks.finetune.scores import features_of
-    from udlcli.core.loading import load_run
 
     t0 = time.perf_counter()
     clf = load_run(run_dir, kinds=("classifier",))

@@ -56,7 +56,9 @@ def textbook(data_dir: Path, batch_size: int, max_batches: int) -> float:
         loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True)
         torch.manual_seed(0)
         model = ConvAE()
-        model.encoder.normalize.std.fill_(1.0)  # inputs arrive normalised already: skip the built-in step
+        model.encoder.normalize.std.fill_(
+            1.0
+        )  # inputs arrive normalised already: skip the built-in step
         model.encoder.normalize.mean.fill_(0.0)
         opt = torch.optim.Adam(model.parameters(), lr=2.218e-3, weight_decay=1.01e-5)
         model.train()
@@ -78,8 +80,8 @@ def textbook(data_dir: Path, batch_size: int, max_batches: int) -> float:
 def udl(data_dir: Path, batch_size: int, max_batches: int) -> float:
     from udlcli import ui
     from udlcli.config import TrainConfig
-    from udlcli.data import load_dataset
     from udlcli.core.trainer import Trainer
+    from udlcli.data import load_dataset
     from udlcli.models.ae import ConvAE
 
     ui.set_quiet(True)
@@ -87,7 +89,13 @@ def udl(data_dir: Path, batch_size: int, max_batches: int) -> float:
     train, val = ds.split(0.2, 0)
     train = train.subset(torch.arange(min(len(train), max_batches * batch_size)))
     torch.manual_seed(0)
-    trainer = Trainer(ConvAE(), TrainConfig(epochs=1, batch_size=batch_size), train, val.subset(torch.arange(256)), torch.device("cpu"))
+    trainer = Trainer(
+        ConvAE(),
+        TrainConfig(epochs=1, batch_size=batch_size),
+        train,
+        val.subset(torch.arange(256)),
+        torch.device("cpu"),
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         hist = trainer.fit()
     return hist[-1]["images_per_s"]
@@ -114,13 +122,24 @@ def ceiling(batch_size: int, steps: int, channels_last: bool) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_dir = os.environ.get("UDL_DATA_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    default_dir = os.environ.get("UDL_DATA_DIR") or str(
+        Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
     p.add_argument("--data-dir", type=Path, default=Path(default_dir))
-    p.add_argument("--batch-size", type=int, default=256, help="both pipelines (the textbook uses 256)")
-    p.add_argument("--batches", type=int, default=188, help="batches timed per pipeline (188 = one epoch of the 48k train split)")
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="both pipelines (the textbook uses 256)"
+    )
+    p.add_argument(
+        "--batches",
+        type=int,
+        default=188,
+        help="batches timed per pipeline (188 = one epoch of the 48k train split)",
+    )
     a = p.parse_args()
     print(f"machine: {machine()}")
-    print(f"data: {a.data_dir}; batch {a.batch_size}; {a.batches} batches per pipeline; same model (conv AE n=12, latent 7) and Adam")
+    print(
+        f"data: {a.data_dir}; batch {a.batch_size}; {a.batches} batches per pipeline; same model (conv AE n=12, latent 7) and Adam"
+    )
     tb = textbook(a.data_dir, a.batch_size, a.batches)
     ud = udl(a.data_dir, a.batch_size, a.batches)
     c_default = ceiling(a.batch_size, 30, channels_last=False)
@@ -129,7 +148,9 @@ def main() -> None:
     print(f"udl (uint8 tensor, on-device batches)       : {ud:10,.0f} images/s")
     print(f"ratio udl / textbook                        : {ud / tb:10.2f}x   (target >= 1.6x)")
     print(f"compute-only ceiling, contiguous weights    : {c_default:10,.0f} images/s")
-    print(f"compute-only ceiling, channels_last weights : {c_cl:10,.0f} images/s   (udl trains with these on CPU)")
+    print(
+        f"compute-only ceiling, channels_last weights : {c_cl:10,.0f} images/s   (udl trains with these on CPU)"
+    )
     print(f"udl / its ceiling                           : {ud / c_cl:10.2f}")
 
 

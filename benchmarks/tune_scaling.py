@@ -21,7 +21,12 @@ def main() -> None:
     ap.add_argument("--max-epochs", type=int, default=2)
     ap.add_argument("--dataset", default="mnist-sample")
     ap.add_argument("--limit", type=int, default=1000)
-    ap.add_argument("--channels", type=int, default=12, help="fixed, so every trial costs the same whichever values TPE draws")
+    ap.add_argument(
+        "--channels",
+        type=int,
+        default=12,
+        help="fixed, so every trial costs the same whichever values TPE draws",
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/udl-bench-scale"))
     args = ap.parse_args()
 
@@ -33,21 +38,39 @@ def main() -> None:
     ui.set_quiet(True)
     ui.console.quiet = True
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}; torch CPU, {torch.get_num_threads()} thread(s) a process; load average at start {load:.1f}")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}; torch CPU, {torch.get_num_threads()} thread(s) a process; load average at start {load:.1f}"
+    )
     config = args.out / "search.yaml"
     args.out.mkdir(parents=True, exist_ok=True)
     config.write_text(f"search:\n  channels: [{args.channels}, {args.channels}]\n")
-    print(f"budget: {args.trials} trials x {args.max_epochs} epochs (pruner none), {args.dataset} limit {args.limit}, channels fixed at {args.channels}")
+    print(
+        f"budget: {args.trials} trials x {args.max_epochs} epochs (pruner none), {args.dataset} limit {args.limit}, channels fixed at {args.channels}"
+    )
     rate = {}
     for jobs in (1, 2):
         t0 = time.perf_counter()
-        opts = TuneOptions(objective="ae", study_name=f"scale-{jobs}", trials=args.trials, max_epochs=args.max_epochs,
-                           pruner="none", n_jobs=jobs, out=args.out)
-        r = tune(opts, str(config), {"data.dataset": args.dataset, "data.limit": args.limit, "train.device": "cpu"})
+        opts = TuneOptions(
+            objective="ae",
+            study_name=f"scale-{jobs}",
+            trials=args.trials,
+            max_epochs=args.max_epochs,
+            pruner="none",
+            n_jobs=jobs,
+            out=args.out,
+        )
+        r = tune(
+            opts,
+            str(config),
+            {"data.dataset": args.dataset, "data.limit": args.limit, "train.device": "cpu"},
+        )
         wall = time.perf_counter() - t0
         rate[jobs] = r.summary["finished"] / wall * 3600
-        print(f"{jobs} worker(s): {r.summary['finished']} trials in {wall:.0f} s = {rate[jobs]:.0f} trials/hour "
-              f"(storage {r.summary['storage']})", flush=True)
+        print(
+            f"{jobs} worker(s): {r.summary['finished']} trials in {wall:.0f} s = {rate[jobs]:.0f} trials/hour "
+            f"(storage {r.summary['storage']})",
+            flush=True,
+        )
     print(f"2 workers / 1 worker: {rate[2] / rate[1]:.2f}x trials/hour")
 
 

@@ -59,7 +59,9 @@ def offline(monkeypatch):
     """Downloads fail at once, as they do on a machine with no network (tests never use the network)."""
     from udlcli.data import sources
 
-    monkeypatch.setattr(sources, "download_torchvision", lambda name, root, timeout=15.0: "URLError: offline")
+    monkeypatch.setattr(
+        sources, "download_torchvision", lambda name, root, timeout=15.0: "URLError: offline"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -72,10 +74,23 @@ def latent_runs(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("latent_runs")
     # No schedule: in 1-2 epochs a cosine decay would leave these tiny models too weak for the tests that read them.
-    tiny = ["--dataset", "mnist-sample", "--channels", "4", "--set", "train.scheduler=none", "-q", "--out", str(root)]
+    tiny = [
+        "--dataset",
+        "mnist-sample",
+        "--channels",
+        "4",
+        "--set",
+        "train.scheduler=none",
+        "-q",
+        "--out",
+        str(root),
+    ]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
-        for args in (["ae", "--limit", "2000", "--batch-size", "32", "--epochs", "2"], ["vae", "--latent-dim", "2", "--limit", "300", "--epochs", "1"]):
+        for args in (
+            ["ae", "--limit", "2000", "--batch-size", "32", "--epochs", "2"],
+            ["vae", "--latent-dim", "2", "--limit", "300", "--epochs", "1"],
+        ):
             r = CliRunner().invoke(app, ["train", *args, *tiny])
             assert r.exit_code == 0, r.output
     return {"root": root, "ae": root / "ae" / "ae", "vae": root / "vae" / "vae"}
@@ -83,9 +98,11 @@ def latent_runs(tmp_path_factory) -> dict[str, Path]:
 
 def one_error_line(result) -> str:
     """The output of a failed command is exactly one 'error: ...' line with no traceback; returns that line."""
-    lines = [l for l in result.output.strip().splitlines() if l.strip()]
-    assert "Traceback" not in result.output and lines and lines[-1].startswith("error:"), result.output
-    assert not any(l.startswith("error:") for l in lines[:-1]), result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in result.output and lines and lines[-1].startswith("error:"), (
+        result.output
+    )
+    assert not any(ln.startswith("error:") for ln in lines[:-1]), result.output
     return lines[-1]
 
 
@@ -97,14 +114,24 @@ def smoke_study(path: Path) -> Path:
     d["data"] = {"dataset": "mnist-sample"}
     tiny = {"spec": {"data": {"limit": 400}, "train": {"epochs": 1}}}
     d["profiles"]["smoke"] = {
-        "tune_ae": {"trials": 2, "max_epochs": 1,
-                    "spec": {"data": {"limit": 400}, "search": {"channels": [4, 6], "optimizer": ["adam"], "lr": [2e-3, 4e-3]}}},
+        "tune_ae": {
+            "trials": 2,
+            "max_epochs": 1,
+            "spec": {
+                "data": {"limit": 400},
+                "search": {"channels": [4, 6], "optimizer": ["adam"], "lr": [2e-3, 4e-3]},
+            },
+        },
         # Enough steps (2 x 50 batches) that the encoder carries the digits' classes to the classifier.
         "train_ae": {"spec": {"data": {"limit": 2000}, "train": {"epochs": 2, "batch_size": 32}}},
-        "embed_pca": {"n": 300}, "embed_tsne": {"n": 300},
+        "embed_pca": {"n": 300},
+        "embed_tsne": {"n": 300},
         "tune_finetune": {"trials": 2, "max_epochs": 1},
-        "finetune": {"spec": {"data": {"limit": 2000}, "train": {"epochs": 2, "batch_size": 32}}}, "finetune_unfrozen": tiny,
-        "denoise": tiny, "train_vae": tiny, "gan": tiny,
+        "finetune": {"spec": {"data": {"limit": 2000}, "train": {"epochs": 2, "batch_size": 32}}},
+        "finetune_unfrozen": tiny,
+        "denoise": tiny,
+        "train_vae": tiny,
+        "gan": tiny,
         "evaluate": {"n": 200},
     }
     path.write_text(yaml.safe_dump(d, sort_keys=False))
@@ -120,9 +147,27 @@ def study_report(tmp_path_factory) -> dict:
     data_dir = root / "data"  # mnist-sample needs no data folder, but one that is named must exist
     data_dir.mkdir()
     study = smoke_study(root / "study.yaml")
-    args = ["reproduce", str(study), "--profile", "smoke", "--out", str(root / "runs"), "--data-dir", str(data_dir), "-q"]
-    with pytest.MonkeyPatch.context() as mp:  # session fixtures run before the per-test isolation: never read ~/.cache
+    args = [
+        "reproduce",
+        str(study),
+        "--profile",
+        "smoke",
+        "--out",
+        str(root / "runs"),
+        "--data-dir",
+        str(data_dir),
+        "-q",
+    ]
+    with (
+        pytest.MonkeyPatch.context() as mp
+    ):  # session fixtures run before the per-test isolation: never read ~/.cache
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
         r = CliRunner().invoke(app, args)  # `evaluate` scores with the shipped MNIST network
     assert r.exit_code == 0, r.output
-    return {"root": root, "study": study, "data_dir": data_dir, "dir": root / "runs" / "report" / "report", "output": r.output}
+    return {
+        "root": root,
+        "study": study,
+        "data_dir": data_dir,
+        "dir": root / "runs" / "report" / "report",
+        "output": r.output,
+    }

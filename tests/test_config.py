@@ -23,7 +23,12 @@ def test_defaults_are_the_reports_best_ae():
 def test_layering_yaml_then_flags_then_set(tmp_path):
     f = tmp_path / "s.yaml"
     f.write_text("model: {name: ae, channels: 8}\ntrain: {epochs: 3, lr: 0.01}\n")
-    spec = resolve_spec(None, str(f), {"train.epochs": 5, "model.latent_dim": None}, ["train.lr=1e-3", "model.latent_dim=4"])
+    spec = resolve_spec(
+        None,
+        str(f),
+        {"train.epochs": 5, "model.latent_dim": None},
+        ["train.lr=1e-3", "model.latent_dim=4"],
+    )
     assert spec.model.channels == 8  # from the file
     assert spec.train.epochs == 5  # the flag beats the file
     assert spec.train.lr == pytest.approx(1e-3)  # --set beats both
@@ -41,7 +46,10 @@ def test_optimizer_name_case_is_ignored():
         ("model: {name: ae, latent_dim: seven}\n", "model.latent_dim"),
         ("train: {epocs: 3}\n", "train.epocs: unknown key (allowed: epochs"),
         ("bogus: 1\n", "bogus: unknown key"),
-        ("model: {name: ae, chanels: 3}\n", "model.chanels: unknown key (allowed: name, channels, latent_dim)"),
+        (
+            "model: {name: ae, chanels: 3}\n",
+            "model.chanels: unknown key (allowed: name, channels, latent_dim)",
+        ),
         ("train: {optimizer: adagrad}\n", "train.optimizer"),
         ("data: {dataset: cifar}\n", "unknown dataset 'cifar'"),
     ],

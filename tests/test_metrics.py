@@ -14,19 +14,25 @@ from udlcli.errors import DataError
 def test_frechet_distance_of_diagonal_gaussians_by_hand():
     # mu1=(0,0), S1=diag(1,4); mu2=(1,2), S2=diag(4,9):
     # |mu1-mu2|^2 = 1 + 4 = 5; Tr(S1+S2) = 18; Tr((S1 S2)^1/2) = sqrt(4) + sqrt(36) = 8; FID = 5 + 18 - 16 = 7.
-    d = metrics.frechet_distance(np.zeros(2), np.diag([1.0, 4.0]), np.array([1.0, 2.0]), np.diag([4.0, 9.0]))
+    d = metrics.frechet_distance(
+        np.zeros(2), np.diag([1.0, 4.0]), np.array([1.0, 2.0]), np.diag([4.0, 9.0])
+    )
     assert d == pytest.approx(7.0, abs=1e-9)
 
 
 def test_fid_from_samples_by_hand():
     # a = {0, 2}: mean 1, unbiased variance 2; b = {1, 5}: mean 3, variance 8.
     # FID = (1-3)^2 + 2 + 8 - 2 sqrt(16) = 4 + 10 - 8 = 6.
-    assert metrics.fid(np.array([[0.0], [2.0]]), np.array([[1.0], [5.0]])) == pytest.approx(6.0, abs=1e-9)
+    assert metrics.fid(np.array([[0.0], [2.0]]), np.array([[1.0], [5.0]])) == pytest.approx(
+        6.0, abs=1e-9
+    )
 
 
 def test_fid_of_a_set_against_itself_is_zero_and_grows_with_noise():
     rng = np.random.default_rng(0)
-    a = rng.normal(size=(500, 16)) @ rng.normal(size=(16, 16))  # correlated features, like a network's
+    a = rng.normal(size=(500, 16)) @ rng.normal(
+        size=(16, 16)
+    )  # correlated features, like a network's
     assert abs(metrics.fid(a, a)) < 1e-6
     fids = [metrics.fid(a, a + rng.normal(scale=s, size=a.shape)) for s in (0.1, 0.5, 1.0, 2.0)]
     assert all(x < y for x, y in zip(fids, fids[1:])), fids
@@ -34,7 +40,9 @@ def test_fid_of_a_set_against_itself_is_zero_and_grows_with_noise():
 
 def test_fid_with_fewer_samples_than_features_stays_real_and_finite():
     rng = np.random.default_rng(1)
-    d = metrics.fid(rng.normal(size=(3, 32)), rng.normal(size=(200, 32)))  # singular covariances (rank 2 of 32)
+    d = metrics.fid(
+        rng.normal(size=(3, 32)), rng.normal(size=(200, 32))
+    )  # singular covariances (rank 2 of 32)
     assert math.isfinite(d) and d > 0
 
 
@@ -56,7 +64,9 @@ def test_precision_recall_by_hand():
 def test_precision_recall_tell_collapse_from_blur():
     rng = np.random.default_rng(0)
     real = rng.normal(size=(800, 8))
-    collapsed = real[:40][rng.integers(0, 40, 800)] + rng.normal(scale=0.01, size=(800, 8))  # sharp, few modes
+    collapsed = real[:40][rng.integers(0, 40, 800)] + rng.normal(
+        scale=0.01, size=(800, 8)
+    )  # sharp, few modes
     blurry = rng.normal(scale=2.5, size=(800, 8))  # diverse, off the manifold
     p_c, r_c = metrics.precision_recall(real, collapsed, k=3)
     p_b, r_b = metrics.precision_recall(real, blurry, k=3)
@@ -67,18 +77,32 @@ def test_precision_recall_tell_collapse_from_blur():
 def test_balance_confidence_and_is_by_hand():
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
     b = metrics.class_balance(probs)
-    assert b["counts"] == [3, 1] and b["max_share"] == 0.75 and b["min_share"] == 0.25 and b["max_class"] == 0
+    assert (
+        b["counts"] == [3, 1]
+        and b["max_share"] == 0.75
+        and b["min_share"] == 0.25
+        and b["max_class"] == 0
+    )
     assert b["kl_uniform"] == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5))
     assert metrics.confidence(probs) == pytest.approx((0.9 + 0.8 + 0.6 + 0.7) / 4)
     # One-hot and balanced: KL(p(y|x) || p(y)) = log 2 for each x, so IS = 2; identical rows give IS = 1.
-    assert metrics.inception_score(np.array([[1.0, 0.0], [0.0, 1.0]])) == pytest.approx(2.0, rel=1e-9)
+    assert metrics.inception_score(np.array([[1.0, 0.0], [0.0, 1.0]])) == pytest.approx(
+        2.0, rel=1e-9
+    )
     assert metrics.inception_score(np.tile([0.3, 0.7], (5, 1))) == pytest.approx(1.0)
 
 
 def test_balance_flags_a_one_class_set():
     one_class = np.tile(np.eye(10)[3], (100, 1))
     b = metrics.class_balance(one_class)
-    assert not b["balanced"] and b["max_share"] == 1.0 and b["min_share"] == 0.0 and b["max_class"] == 3
+    assert (
+        not b["balanced"]
+        and b["max_share"] == 1.0
+        and b["min_share"] == 0.0
+        and b["max_class"] == 3
+    )
     assert b["kl_uniform"] == pytest.approx(math.log(10))
     uniform = np.eye(10)[np.arange(100) % 10]
-    assert metrics.class_balance(uniform)["balanced"] and metrics.class_balance(uniform)["kl_uniform"] == pytest.approx(0.0)
+    assert metrics.class_balance(uniform)["balanced"] and metrics.class_balance(uniform)[
+        "kl_uniform"
+    ] == pytest.approx(0.0)

@@ -8,7 +8,9 @@ import torch
 
 from udlcli.metrics_image import MAX_PSNR, psnr, psnr_from_mse, ssim
 
-skm = pytest.importorskip("skimage.metrics", reason="scikit-image (a dev dependency) is the reference implementation")
+skm = pytest.importorskip(
+    "skimage.metrics", reason="scikit-image (a dev dependency) is the reference implementation"
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,12 @@ def pairs() -> tuple[torch.Tensor, torch.Tensor]:
 
     clean = load_dataset("mnist-sample").test.images(torch.arange(24))
     g = torch.Generator().manual_seed(0)
-    noisy = torch.cat([add_noise(c, NoiseConfig(noise=k, sigma=0.4), generator=g) for c, k in zip(clean.chunk(3), ("gaussian", "saltpepper", "both"))])
+    noisy = torch.cat(
+        [
+            add_noise(c, NoiseConfig(noise=k, sigma=0.4), generator=g)
+            for c, k in zip(clean.chunk(3), ("gaussian", "saltpepper", "both"))
+        ]
+    )
     return noisy, clean
 
 
@@ -27,8 +34,14 @@ def test_ssim_matches_scikit_image(pairs):
     noisy, clean = pairs
     ours = ssim(noisy, clean)
     ref = [
-        skm.structural_similarity(a[0].double().numpy(), b[0].double().numpy(), gaussian_weights=True, sigma=1.5,
-                                  use_sample_covariance=False, data_range=1.0)
+        skm.structural_similarity(
+            a[0].double().numpy(),
+            b[0].double().numpy(),
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1.0,
+        )
         for a, b in zip(noisy, clean)
     ]
     np.testing.assert_allclose(ours.numpy(), ref, atol=1e-5)  # float32 against float64
@@ -37,7 +50,10 @@ def test_ssim_matches_scikit_image(pairs):
 
 def test_psnr_matches_scikit_image(pairs):
     noisy, clean = pairs
-    ref = [skm.peak_signal_noise_ratio(b[0].numpy(), a[0].numpy(), data_range=1.0) for a, b in zip(noisy, clean)]
+    ref = [
+        skm.peak_signal_noise_ratio(b[0].numpy(), a[0].numpy(), data_range=1.0)
+        for a, b in zip(noisy, clean)
+    ]
     np.testing.assert_allclose(psnr(noisy, clean).numpy(), ref, rtol=1e-5)
 
 

@@ -21,12 +21,32 @@ def narrow(monkeypatch):
 
 def _tune_like_table() -> tuple[Table, list[str]]:
     t = Table(title="runs/tune/ae-study: top trials by validation MSE")
-    cols = ["trial", "validation MSE", "epochs", "optimizer", "lr", "weight decay", "channels", "latent dim", "momentum"]
+    cols = [
+        "trial",
+        "validation MSE",
+        "epochs",
+        "optimizer",
+        "lr",
+        "weight decay",
+        "channels",
+        "latent dim",
+        "momentum",
+    ]
     for c in cols:
         t.add_column(c, justify="right")
     numbers = []
     for i in range(5):
-        row = [str(i), f"{0.0123456 * (i + 1):.5g}", "40", "rmsprop", f"{3.861e-05 * (i + 1):.4g}", f"{2.3e-06 * (i + 3):.4g}", "17", "16", "0.9"]
+        row = [
+            str(i),
+            f"{0.0123456 * (i + 1):.5g}",
+            "40",
+            "rmsprop",
+            f"{3.861e-05 * (i + 1):.4g}",
+            f"{2.3e-06 * (i + 3):.4g}",
+            "17",
+            "16",
+            "0.9",
+        ]
         numbers += [row[1], row[4], row[5]]
         t.add_row(*row)
     return t, numbers

@@ -41,7 +41,9 @@ class DataConfig(Strict):
     def _known_dataset(cls, v: str) -> str:
         if v in DATASET_NAMES or (v.startswith("folder:") and len(v) > len("folder:")):
             return v
-        raise ValueError(f"unknown dataset {v!r}; choose one of {', '.join(DATASET_NAMES)} or folder:PATH")
+        raise ValueError(
+            f"unknown dataset {v!r}; choose one of {', '.join(DATASET_NAMES)} or folder:PATH"
+        )
 
 
 class TrainConfig(Strict):
@@ -115,7 +117,14 @@ def nest(flat: dict[str, object]) -> dict:
     return out
 
 
-def layered(cls: type[BaseModel], base: dict, file_spec: dict, flags: dict | None, sets: list[str] | None, source: str) -> Any:
+def layered(
+    cls: type[BaseModel],
+    base: dict,
+    file_spec: dict,
+    flags: dict | None,
+    sets: list[str] | None,
+    source: str,
+) -> Any:
     """Every spec's layering: defaults (base) < YAML file < CLI flags < --set overrides, validated once into cls."""
     merged = deep_merge(deep_merge(base, file_spec), nest(flags or {}))
     for item in sets or []:
@@ -167,7 +176,11 @@ def format_validation_error(err: ValidationError, source: str = "spec") -> str:
     for e in err.errors():
         # Hide pydantic's internal parts of the path: validator wrappers and the discriminated
         # union's tag (model.ae.latent_dim -> model.latent_dim).
-        parts = [p for i, p in enumerate(e["loc"]) if not (isinstance(p, str) and (p.startswith("function-") or (i > 0 and p in tags)))]
+        parts = [
+            p
+            for i, p in enumerate(e["loc"])
+            if not (isinstance(p, str) and (p.startswith("function-") or (i > 0 and p in tags)))
+        ]
         loc = ".".join(str(p) for p in parts)
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
@@ -193,7 +206,9 @@ def _allowed_keys(err: ValidationError, loc: tuple) -> list[str]:
             if len(members) == 1:
                 cls = members[0]
             else:
-                union = {m.model_fields["name"].default: m for m in members if "name" in m.model_fields}
+                union = {
+                    m.model_fields["name"].default: m for m in members if "name" in m.model_fields
+                }
                 cls = None
         else:
             return []
@@ -214,7 +229,7 @@ def _models_in(ann: Any) -> list[type[BaseModel]]:
 def _union_tags(cls: type[BaseModel] | None) -> set[str]:
     """The `name` tags of every discriminated-union member among cls's fields."""
     tags: set[str] = set()
-    for field in (cls.model_fields.values() if cls is not None else ()):
+    for field in cls.model_fields.values() if cls is not None else ():
         members = _models_in(field.annotation)
         if len(members) > 1:
             tags |= {m.model_fields["name"].default for m in members if "name" in m.model_fields}

@@ -39,7 +39,14 @@ class Interrupted(UdlError):
 
 # ---------------------------------------------------------------- wording shared by the messages
 
-KIND_NAMES = {"ae": "AE", "vae": "VAE", "dae": "DAE", "gan": "GAN", "classifier": "classifier", "lenet": "LeNet"}
+KIND_NAMES = {
+    "ae": "AE",
+    "vae": "VAE",
+    "dae": "DAE",
+    "gan": "GAN",
+    "classifier": "classifier",
+    "lenet": "LeNet",
+}
 """How a run kind (payload['kind']) is written in messages."""
 
 

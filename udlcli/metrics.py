@@ -25,11 +25,15 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (F,) and unbiased covariance (F, F) of features (N, F), in float64; needs N >= 2."""
     f = np.asarray(features, dtype=np.float64)
     if f.ndim != 2 or len(f) < 2:
-        raise DataError(f"FID needs at least 2 feature vectors, got {len(f) if f.ndim == 2 else f.shape}")
+        raise DataError(
+            f"FID needs at least 2 feature vectors, got {len(f) if f.ndim == 2 else f.shape}"
+        )
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
     """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)): the Frechet distance of two Gaussians.
 
     As in pytorch-fid: if the square root is not finite (a singular product, e.g. fewer samples
@@ -40,7 +44,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     diff = mu1 - mu2
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)  # a singular product is handled below, as in pytorch-fid
+        warnings.simplefilter(
+            "ignore", linalg.LinAlgWarning
+        )  # a singular product is handled below, as in pytorch-fid
         covmean = linalg.sqrtm(s1.dot(s2))
         if not np.isfinite(covmean).all():
             offset = np.eye(s1.shape[0]) * eps
@@ -48,7 +54,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             m = float(np.max(np.abs(covmean.imag)))
-            raise DataError(f"FID: the covariance square root has an imaginary component of {m:.3g}; the feature sets are degenerate (use more images)")
+            raise DataError(
+                f"FID: the covariance square root has an imaginary component of {m:.3g}; the feature sets are degenerate (use more images)"
+            )
         covmean = covmean.real
     return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
 
@@ -62,17 +70,23 @@ def manifold_radii(x: np.ndarray, k: int = 3, chunk: int = 1024) -> np.ndarray:
     """Distance from each row of x (N, F) to its k-th nearest other row: (N,), the radii of its k-NN manifold."""
     t = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     if len(t) <= k:
-        raise DataError(f"precision/recall with k={k} needs more than {k} images per set, got {len(t)}")
+        raise DataError(
+            f"precision/recall with k={k} needs more than {k} images per set, got {len(t)}"
+        )
     out = []
     for i in range(0, len(t), chunk):
-        d = torch.cdist(t[i : i + chunk], t)  # (chunk, N); each row's own distance 0 is its 1st neighbour
+        d = torch.cdist(
+            t[i : i + chunk], t
+        )  # (chunk, N); each row's own distance 0 is its 1st neighbour
         out.append(d.topk(k + 1, dim=1, largest=False).values[:, k])
     return torch.cat(out).numpy()
 
 
 def _coverage(points: np.ndarray, centres: np.ndarray, radii: np.ndarray, chunk: int) -> float:
     """Share of points (M, F) inside at least one ball (centres (N, F), radii (N,))."""
-    p, c, r = (torch.as_tensor(np.asarray(a), dtype=torch.float64) for a in (points, centres, radii))
+    p, c, r = (
+        torch.as_tensor(np.asarray(a), dtype=torch.float64) for a in (points, centres, radii)
+    )
     inside = 0
     for i in range(0, len(p), chunk):
         d = torch.cdist(p[i : i + chunk], c)  # (chunk, N)
@@ -80,7 +94,13 @@ def _coverage(points: np.ndarray, centres: np.ndarray, radii: np.ndarray, chunk:
     return inside / len(p)
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, chunk: int = 1024, real_radii: np.ndarray | None = None) -> tuple[float, float]:
+def precision_recall(
+    real: np.ndarray,
+    fake: np.ndarray,
+    k: int = 3,
+    chunk: int = 1024,
+    real_radii: np.ndarray | None = None,
+) -> tuple[float, float]:
     """k-NN manifold precision and recall (Kynkaanniemi et al., 2019).
 
     Each set's manifold is the union of balls around its points reaching their k-th nearest
@@ -134,7 +154,13 @@ def inception_score(probs: np.ndarray, eps: float = 1e-12) -> float:
     return float(np.exp(kl.mean()))
 
 
-def all_metrics(real_features: np.ndarray, features: np.ndarray, probs: np.ndarray, k: int = 3, real_radii: np.ndarray | None = None) -> dict:
+def all_metrics(
+    real_features: np.ndarray,
+    features: np.ndarray,
+    probs: np.ndarray,
+    k: int = 3,
+    real_radii: np.ndarray | None = None,
+) -> dict:
     """Every metric of one sample set (features (N, F), probs (N, C)) against the real features."""
     precision, recall = precision_recall(real_features, features, k=k, real_radii=real_radii)
     return {

@@ -38,12 +38,22 @@ def gaussian_window(size: int = WINDOW, sigma: float = SIGMA, device=None) -> to
     return (g / g.sum()).float()
 
 
-def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0, size: int = WINDOW, sigma: float = SIGMA) -> torch.Tensor:
+def ssim(
+    x: torch.Tensor,
+    ref: torch.Tensor,
+    data_range: float = 1.0,
+    size: int = WINDOW,
+    sigma: float = SIGMA,
+) -> torch.Tensor:
     """Mean structural similarity of each image x against ref (B,), both (B, 1, H, W) with H, W >= size."""
     if x.shape != ref.shape or x.ndim != 4 or x.shape[1] != 1:
-        raise ValueError(f"ssim needs two (B, 1, H, W) batches of the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}")
+        raise ValueError(
+            f"ssim needs two (B, 1, H, W) batches of the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}"
+        )
     if min(x.shape[-2:]) < size:
-        raise ValueError(f"ssim's {size}x{size} window does not fit in {tuple(x.shape[-2:])} images")
+        raise ValueError(
+            f"ssim's {size}x{size} window does not fit in {tuple(x.shape[-2:])} images"
+        )
     x, ref = x.float(), ref.float()
     b, (h, w) = x.shape[0], (s - size + 1 for s in x.shape[-2:])
     g = gaussian_window(size, sigma, x.device)
@@ -55,7 +65,9 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0, size: int 
     m = F.conv2d(F.conv2d(maps, g.view(1, 1, 1, size)), g.view(1, 1, size, 1)).view(b, 5, h, w)
     mu_x, mu_y, xx, yy, xy = m.unbind(1)
     var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
-    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+    )
     return s.flatten(1).mean(1)
 
 

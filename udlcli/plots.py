@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 import matplotlib.ticker
@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write a figure as PNG (folders made, 120 dpi, tight box) and close it: every figure of udl goes through here."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -22,11 +23,19 @@ def _save(fig, path: Path) -> Path:
 
 def _np_images(images) -> np.ndarray:
     """Tensor or array (B, 1, H, W) or (B, H, W) in [0, 1] -> numpy (B, H, W)."""
-    a = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
-    return a.reshape(a.shape[0], a.shape[-2], a.shape[-1])
+    from udlcli.core.images import to_numpy
+
+    return to_numpy(images)[:, 0]
 
 
-def loss_curves(history: Sequence[dict], path: Path, keys: Sequence[str] = ("loss",), title: str = "", ylabel: str = "loss", log: bool = False) -> Path:
+def loss_curves(
+    history: Sequence[dict],
+    path: Path,
+    keys: Sequence[str] = ("loss",),
+    title: str = "",
+    ylabel: str = "loss",
+    log: bool = False,
+) -> Path:
     """Train and validation curves per epoch, one panel per loss term (the report's Fig. 1)."""
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
@@ -35,7 +44,9 @@ def loss_curves(history: Sequence[dict], path: Path, keys: Sequence[str] = ("los
             col = f"{split}_{key}"
             vals = [r.get(col) for r in history]
             if any(v is not None for v in vals):
-                ax.plot(epochs, vals, style, ms=3, label=f"{'validation' if split == 'val' else split}")
+                ax.plot(
+                    epochs, vals, style, ms=3, label=f"{'validation' if split == 'val' else split}"
+                )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(ylabel if len(keys) == 1 else key)
@@ -44,32 +55,51 @@ def loss_curves(history: Sequence[dict], path: Path, keys: Sequence[str] = ("los
         ax.grid(alpha=0.3)
         ax.legend()
         ax.set_title(title if len(keys) == 1 else f"{title} {key}".strip())
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def image_grid(images, path: Path, nrow: int | None = None, title: str = "", labels: Sequence[str] | None = None) -> Path:
-    """A grid of grayscale images (B, 1, 28, 28) in [0, 1], with optional per-image captions."""
-    imgs = _np_images(images)
-    n = len(imgs)
-    ncol = nrow or int(np.ceil(np.sqrt(n)))
-    nrows = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(nrows, ncol, figsize=(ncol * 0.9, nrows * (1.05 if labels else 0.9)), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(imgs[i], cmap="gray", vmin=0, vmax=1)
-            if labels:
-                ax.set_title(labels[i], fontsize=7)
+def image_grid(
+    images,
+    path: Path,
+    nrow: int | None = None,
+    title: str = "",
+    labels: Sequence[str] | None = None,
+) -> Path:
+    """A grid of images (B, 1, H, W) in [0, 1] as one mosaic, with optional per-image captions above each tile."""
+    from udlcli.core.images import grid_shape, tile, tile_origin, to_numpy
+
+    a = to_numpy(images)
+    n, h, w = len(a), a.shape[2], a.shape[3]
+    rows, cols = grid_shape(n, nrow)
+    pad = 2 + (9 if labels else 0)  # room above each tile for its caption
+    mosaic = tile(a, cols, pad=pad, fill=1.0)
+    scale = 0.9 / w  # inches per pixel: a 28-pixel tile is 0.9 in, as before
+    fig, ax = plt.subplots(
+        figsize=(mosaic.shape[1] * scale, mosaic.shape[0] * scale + (0.35 if title else 0))
+    )
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    for i, lab in enumerate(labels or []):
+        top, left = tile_origin(i, (h, w), cols, pad)
+        ax.text(left + w / 2, top - 1, lab, ha="center", va="bottom", fontsize=7)
     if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+        ax.set_title(title)
+    return save_figure(fig, path)
 
 
-def image_rows(rows: Sequence, row_labels: Sequence[str], path: Path, title: str = "", col_labels: Sequence[str] | None = None) -> Path:
+def image_rows(
+    rows: Sequence,
+    row_labels: Sequence[str],
+    path: Path,
+    title: str = "",
+    col_labels: Sequence[str] | None = None,
+) -> Path:
     """Rows of images with a label at the left of each row (originals vs reconstructions, progress, noise)."""
     rows = [_np_images(r) for r in rows]
     ncol = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(ncol * 0.95 + 1.2, len(rows) * 1.0), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), ncol, figsize=(ncol * 0.95 + 1.2, len(rows) * 1.0), squeeze=False
+    )
     for r, (imgs, lab) in enumerate(zip(rows, row_labels)):
         for c in range(ncol):
             ax = axes[r, c]
@@ -85,7 +115,7 @@ def image_rows(rows: Sequence, row_labels: Sequence[str], path: Path, title: str
                 ax.set_title(col_labels[c], fontsize=8)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion(cm, classes: Sequence[str], path: Path, title: str = "") -> Path:
@@ -97,7 +127,15 @@ def confusion(cm, classes: Sequence[str], path: Path, title: str = "") -> Path:
     for i in range(k):
         for j in range(k):
             if cm[i, j] >= 0.005 or i == j:  # hide the many zero cells so the mistakes stand out
-                ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if cm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{cm[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if cm[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(k), classes, rotation=45 if max(len(c) for c in classes) > 2 else 0)
     ax.set_yticks(range(k), classes)
     ax.set_xlabel("predicted class")
@@ -105,10 +143,18 @@ def confusion(cm, classes: Sequence[str], path: Path, title: str = "") -> Path:
     fig.colorbar(im, ax=ax, fraction=0.046)
     if title:
         ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def scatter_labels(xy, labels, classes: Sequence[str], path: Path, title: str = "", xlabel: str = "", ylabel: str = "") -> Path:
+def scatter_labels(
+    xy,
+    labels,
+    classes: Sequence[str],
+    path: Path,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+) -> Path:
     """2-D points (N, 2) coloured by integer label, with a legend of class names (the report's Figs. 3 and 11)."""
     xy, labels = np.asarray(xy), np.asarray(labels)
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
@@ -117,10 +163,24 @@ def scatter_labels(xy, labels, classes: Sequence[str], path: Path, title: str = 
     for c in np.unique(labels):
         m = labels == c
         name = classes[c] if 0 <= c < len(classes) else "unlabeled"
-        ax.scatter(xy[m, 0], xy[m, 1], s=size, color=cmap(int(c) % cmap.N) if c >= 0 else "grey", label=name, alpha=0.7, linewidths=0)
-    ax.legend(markerscale=max(1.0, 20 / size) ** 0.5, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        ax.scatter(
+            xy[m, 0],
+            xy[m, 1],
+            s=size,
+            color=cmap(int(c) % cmap.N) if c >= 0 else "grey",
+            label=name,
+            alpha=0.7,
+            linewidths=0,
+        )
+    ax.legend(
+        markerscale=max(1.0, 20 / size) ** 0.5,
+        fontsize=8,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        frameon=False,
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -38,7 +38,9 @@ def warn(msg: str) -> None:
     console.print(f"[yellow]warning:[/] {escape(msg)}", soft_wrap=True)
 
 
-_NUMBER = re.compile(r"^[\s\[\]/a-z]*[-+]?[\d.,]+(e[-+]?\d+)?[%x]?(\s*[–/-]\s*[-+]?[\d.,]+(e[-+]?\d+)?[%x]?)*\s*(s|dB|min|ms)?[\s!\]/a-z]*$")
+_NUMBER = re.compile(
+    r"^[\s\[\]/a-z]*[-+]?[\d.,]+(e[-+]?\d+)?[%x]?(\s*[–/-]\s*[-+]?[\d.,]+(e[-+]?\d+)?[%x]?)*\s*(s|dB|min|ms)?[\s!\]/a-z]*$"
+)
 
 
 def print_table(table, width: int | None = None) -> None:
@@ -71,12 +73,19 @@ def print_table(table, width: int | None = None) -> None:
         levels[0].append(max(max(numbers), max(cell_words), max(head_words)))
         levels[1].append(max(max(numbers), max(cell_words)))
         levels[2].append(max(numbers))
-        hi.append(max([len(line) for t in cells + head for line in t.splitlines()] + [levels[0][-1]]))
+        hi.append(
+            max([len(line) for t in cells + head for line in t.splitlines()] + [levels[0][-1]])
+        )
     width = width or console.width
     n = len(table.columns)
     chrome = _chrome(table)  # rules, padding and separators: what the table adds around its cells
     if sum(levels[0]) + chrome > width:
-        table.box, table.pad_edge, table.show_edge, table.collapse_padding = box.SIMPLE_HEAD, False, False, True
+        table.box, table.pad_edge, table.show_edge, table.collapse_padding = (
+            box.SIMPLE_HEAD,
+            False,
+            False,
+            True,
+        )
         chrome = _chrome(table)
     lo = next((level for level in levels if sum(level) + chrome <= width), levels[-1])
     widths = list(hi)
@@ -88,7 +97,13 @@ def print_table(table, width: int | None = None) -> None:
     for col, w in zip(table.columns, widths):
         col.width, col.overflow, col.no_wrap = w, "fold", False
     # rich never prints wider than its console: a wider layout (piped output) needs a console of that width.
-    out = console if width <= console.width else Console(file=console.file, width=width, highlight=False, color_system=console.color_system)
+    out = (
+        console
+        if width <= console.width
+        else Console(
+            file=console.file, width=width, highlight=False, color_system=console.color_system
+        )
+    )
     out.print(table)
 
 

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from typer.core import TyperGroup
-from typing_extensions import Annotated
 
 from udlcli import __version__
-from udlcli.cli import helptext
 from udlcli.cli import denoise as denoise_cmd
 from udlcli.cli import embed as embed_cmd
 from udlcli.cli import evaluate as evaluate_cmd
 from udlcli.cli import finetune as finetune_cmd
 from udlcli.cli import gan as gan_cmd
+from udlcli.cli import helptext
 from udlcli.cli import reproduce as reproduce_cmd
 from udlcli.cli import sample as sample_cmd
 from udlcli.cli import train as train_cmd
@@ -36,7 +35,9 @@ class UdlGroup(TyperGroup):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _UsageError as e:
-            if type(e).__name__ == "NoArgsIsHelpError":  # `udl` or `udl tune` alone: show the help, as click does
+            if (
+                type(e).__name__ == "NoArgsIsHelpError"
+            ):  # `udl` or `udl tune` alone: show the help, as click does
                 e.show()
                 sys.exit(e.exit_code)
             from udlcli.cli.common import error
@@ -63,15 +64,40 @@ app = typer.Typer(
 # In the order of the report's workflow, which is also the order `udl --help` lists them.
 # In the order of the report's workflow, which is also the order `udl --help` lists them. The short
 # help is what `udl --help` shows: it fits an 80-column terminal whole.
-app.command("train", no_args_is_help=False, short_help="Train an AE, VAE or DAE into a browsable run folder.")(train_cmd.train)
-app.command("tune", short_help="Search hyperparameters with optuna (TPE and pruning).")(tune_cmd.tune)
-app.command("embed", short_help="Map a latent space to 2-D (PCA, t-SNE) and score it.")(embed_cmd.embed)
+app.command(
+    "train",
+    no_args_is_help=False,
+    short_help="Train an AE, VAE or DAE into a browsable run folder.",
+)(train_cmd.train)
+app.command("tune", short_help="Search hyperparameters with optuna (TPE and pruning).")(
+    tune_cmd.tune
+)
+app.command("embed", short_help="Map a latent space to 2-D (PCA, t-SNE) and score it.")(
+    embed_cmd.embed
+)
 app.command("sample", short_help="Draw samples from a trained AE, VAE or GAN.")(sample_cmd.sample)
-app.command("finetune", short_help="Train a classifier on an AE's encoder; --predict images.")(finetune_cmd.finetune)
-app.command("denoise", no_args_is_help=False, short_help="Train a denoising AE, score it (PSNR/SSIM), clean images.")(denoise_cmd.denoise)
-app.command("gan", no_args_is_help=False, short_help="Train the report's MLP GAN (or a DCGAN).")(gan_cmd.gan)
-app.command("evaluate", no_args_is_help=True, short_help="Score samples: FID, precision/recall, IS, class balance.")(evaluate_cmd.evaluate)
-app.command("reproduce", no_args_is_help=False, short_help="Run the report's whole study and write its report.")(reproduce_cmd.reproduce)
+app.command("finetune", short_help="Train a classifier on an AE's encoder; --predict images.")(
+    finetune_cmd.finetune
+)
+app.command(
+    "denoise",
+    no_args_is_help=False,
+    short_help="Train a denoising AE, score it (PSNR/SSIM), clean images.",
+)(denoise_cmd.denoise)
+app.command("gan", no_args_is_help=False, short_help="Train the report's MLP GAN (or a DCGAN).")(
+    gan_cmd.gan
+)
+app.command(
+    "evaluate",
+    no_args_is_help=True,
+    short_help="Score samples: FID, precision/recall, IS, class balance.",
+)(evaluate_cmd.evaluate)
+app.command(
+    "reproduce",
+    no_args_is_help=False,
+    short_help="Run the report's whole study and write its report.",
+)(reproduce_cmd.reproduce)
+
 
 def _version(value: bool) -> None:
     if value:
@@ -81,7 +107,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None,
+    version: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = None,
 ) -> None:
     """udl: unsupervised deep learning on image data."""
 

@@ -5,33 +5,79 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typing_extensions import Annotated
 
 from udlcli import ui
 
 err_console = Console(stderr=True, highlight=False)
 
 # Options common to every command that writes or reads runs.
-OutOpt = Annotated[Path, typer.Option("--out", help="Runs root folder: runs go to OUT/<task>/<name>/.", rich_help_panel="Run")]
+OutOpt = Annotated[
+    Path,
+    typer.Option(
+        "--out", help="Runs root folder: runs go to OUT/<task>/<name>/.", rich_help_panel="Run"
+    ),
+]
 # Commands that read a run rather than write one (embed, sample): --out is where the newest run is looked for.
-RootOpt = Annotated[Path, typer.Option("--out", help="Runs root searched for the newest run when RUN is not given.", rich_help_panel="Run")]
-NameOpt = Annotated[Optional[str], typer.Option("--name", help="Run name (auto-incremented if taken). Default: the task name.", rich_help_panel="Run")]
+RootOpt = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        help="Runs root searched for the newest run when RUN is not given.",
+        rich_help_panel="Run",
+    ),
+]
+NameOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--name",
+        help="Run name (auto-incremented if taken). Default: the task name.",
+        rich_help_panel="Run",
+    ),
+]
 DataDirOpt = Annotated[
     Optional[Path],
-    typer.Option("--data-dir", help="Dataset folder (torchvision layout). Default: $UDL_DATA_DIR, then ~/.cache/udl.", rich_help_panel="Run"),
+    typer.Option(
+        "--data-dir",
+        help="Dataset folder (torchvision layout). Default: $UDL_DATA_DIR, then ~/.cache/udl.",
+        rich_help_panel="Run",
+    ),
 ]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | mps (default auto).", rich_help_panel="Run")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (default 0); same seed on CPU, same numbers.", rich_help_panel="Run")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress bar: one line per epoch.", rich_help_panel="Run")]
+DeviceOpt = Annotated[
+    Optional[str],
+    typer.Option("--device", help="auto | cpu | cuda | mps (default auto).", rich_help_panel="Run"),
+]
+SeedOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--seed",
+        help="Random seed (default 0); same seed on CPU, same numbers.",
+        rich_help_panel="Run",
+    ),
+]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="No live progress bar: one line per epoch.", rich_help_panel="Run"
+    ),
+]
 # Commands that train nothing (embed, sample, evaluate): no epochs to report.
-QuietReadOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No spinners or progress bars, and fewer messages.", rich_help_panel="Run")]
+QuietReadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No spinners or progress bars, and fewer messages.",
+        rich_help_panel="Run",
+    ),
+]
 
 
 def command_line() -> str:
@@ -39,7 +85,9 @@ def command_line() -> str:
 
 
 def error(msg: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)  # one line, however long
+    err_console.print(
+        f"[bold red]error:[/] {escape(msg)}", soft_wrap=True
+    )  # one line, however long
     return typer.Exit(code)
 
 
@@ -59,19 +107,49 @@ def friendly_errors() -> Iterator[None]:
         raise error(str(e), e.exit_code) from None
     except KeyboardInterrupt:
         raise error("interrupted", 130) from None
-    except Exception as e:  # an unexpected failure is a bug: say so in one line, keep the traceback for UDL_DEBUG
+    except (
+        Exception
+    ) as e:  # an unexpected failure is a bug: say so in one line, keep the traceback for UDL_DEBUG
         if debug:
             raise
-        raise error(f"unexpected {e.__class__.__name__}: {e} (this is a bug in udl; rerun with UDL_DEBUG=1 for the traceback)") from None
+        raise error(
+            f"unexpected {e.__class__.__name__}: {e} (this is a bug in udl; rerun with UDL_DEBUG=1 for the traceback)"
+        ) from None
 
 
-def refuse_changes_on_resume(changed: list[str]) -> None:
-    """--resume continues a run with its own spec: name the options that would change it, in one line."""
-    if changed:
-        from udlcli.errors import SpecError
+class FlagTable:
+    """A command's options that set spec fields, declared once: option name -> dotted spec key.
 
-        flags = ", --".join(k.replace("_", "-") for k in changed)
-        raise SpecError(f"--resume continues a run with its own spec; only --epochs and --device may change (got --{flags})")
+    The same table gives the flags the spec resolver layers over the YAML file, and the options that
+    --resume refuses (a resumed run keeps its own spec; only --epochs and --device may change).
+    """
+
+    RESUMABLE = ("epochs", "device")
+
+    def __init__(self, **keys: str):
+        self.keys = keys
+
+    def flags(self, given: dict) -> dict[str, object]:
+        """{spec key: value} for the options given (None: not given); paths as strings."""
+        return {
+            key: (str(given[name]) if isinstance(given[name], Path) else given[name])
+            for name, key in self.keys.items()
+            if given.get(name) is not None
+        }
+
+    def refuse_on_resume(self, given: dict, **others) -> None:
+        """One SpecError naming every option of the table but --epochs/--device, and every other one in `others`, that was given."""
+        changed = [
+            name for name in self.keys if name not in self.RESUMABLE and given.get(name) is not None
+        ]
+        changed += [name for name, value in others.items() if value not in (None, False, [])]
+        if changed:
+            from udlcli.errors import SpecError
+
+            flags = ", --".join(k.strip("_").replace("_", "-") for k in changed)
+            raise SpecError(
+                f"--resume continues a run with its own spec; only --epochs and --device may change (got --{flags})"
+            )
 
 
 def setup(quiet: bool) -> None:

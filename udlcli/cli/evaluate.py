@@ -3,23 +3,59 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import DataDirOpt, DeviceOpt, QuietReadOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import (
+    DataDirOpt,
+    DeviceOpt,
+    QuietReadOpt,
+    SeedOpt,
+    command_line,
+    friendly_errors,
+    setup,
+)
 
 FID_LABEL = "FID (udl-LeNet)"
 
 
 def evaluate(
-    runs: Annotated[Optional[List[Path]], typer.Argument(metavar="RUNS", help="Run folders (ae, vae or gan) to sample from and compare.", show_default=False)] = None,
-    images: Annotated[Optional[Path], typer.Option("--images", help="A folder of 28x28 grayscale images to evaluate (e.g. from another tool).")] = None,
-    n: Annotated[int, typer.Option("--n", help="Samples drawn from each run (and used for the floor and ceiling rows).")] = 10_000,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset to compare --images against (default: the runs' dataset, else mnist).")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Where --images writes its evaluation.json (default: inside the folder, when writable).")] = None,
+    runs: Annotated[
+        Optional[list[Path]],
+        typer.Argument(
+            metavar="RUNS",
+            help="Run folders (ae, vae or gan) to sample from and compare.",
+            show_default=False,
+        ),
+    ] = None,
+    images: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--images",
+            help="A folder of 28x28 grayscale images to evaluate (e.g. from another tool).",
+        ),
+    ] = None,
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n", help="Samples drawn from each run (and used for the floor and ceiling rows)."
+        ),
+    ] = 10_000,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Dataset to compare --images against (default: the runs' dataset, else mnist)."
+        ),
+    ] = None,
+    json_out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--json",
+            help="Where --images writes its evaluation.json (default: inside the folder, when writable).",
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
@@ -30,8 +66,17 @@ def evaluate(
     with friendly_errors():
         from udlcli.tasks.evaluate.run import evaluate as engine
 
-        report = engine(list(runs or []), images, n=n, seed=seed or 0, device=device or "auto", data_dir=data_dir,
-                        dataset=dataset, json_out=json_out, command=command_line())
+        report = engine(
+            list(runs or []),
+            images,
+            n=n,
+            seed=seed or 0,
+            device=device or "auto",
+            data_dir=data_dir,
+            dataset=dataset,
+            json_out=json_out,
+            command=command_line(),
+        )
     _print(report)
 
 
@@ -41,9 +86,21 @@ def _print(report) -> None:
     from udlcli.metrics import BALANCE_BAND
 
     d = report.dataset
-    t = Table(title=f"Sample quality against the {d['name']} test split ({report.n_test:,} images)", title_justify="left")
-    for col, just in (("source", "left"), ("n", "right"), (FID_LABEL + " ↓", "right"), ("precision ↑", "right"), ("recall ↑", "right"),
-                      ("IS ↑", "right"), ("confidence", "right"), ("class share min–max", "right"), ("KL(uniform)", "right")):
+    t = Table(
+        title=f"Sample quality against the {d['name']} test split ({report.n_test:,} images)",
+        title_justify="left",
+    )
+    for col, just in (
+        ("source", "left"),
+        ("n", "right"),
+        (FID_LABEL + " ↓", "right"),
+        ("precision ↑", "right"),
+        ("recall ↑", "right"),
+        ("IS ↑", "right"),
+        ("confidence", "right"),
+        ("class share min–max", "right"),
+        ("KL(uniform)", "right"),
+    ):
         t.add_column(col, justify=just)
     flagged = False
     for i, row in enumerate([report.references[0], *report.rows, report.references[1]]):
@@ -52,17 +109,35 @@ def _print(report) -> None:
         if not b["balanced"]:
             share, flagged = f"[red]{share} ![/]", True
         label = row.label if row.kind == "reference" else f"{row.label} ({row.kind})"
-        t.add_row(label, f"{m['n']:,}", f"{m['fid']:.2f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['inception_score']:.2f}",
-                  f"{m['confidence']:.3f}", share, f"{b['kl_uniform']:.3f}", end_section=i == 0 or i == len(report.rows))
+        t.add_row(
+            label,
+            f"{m['n']:,}",
+            f"{m['fid']:.2f}",
+            f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}",
+            f"{m['inception_score']:.2f}",
+            f"{m['confidence']:.3f}",
+            share,
+            f"{b['kl_uniform']:.3f}",
+            end_section=i == 0 or i == len(report.rows),
+        )
     # Piped or captured output has no width of its own (rich assumes 80): keep each row on one line there.
     ui.print_table(t, width=None if ui.console.is_terminal else max(ui.console.width, 170))
     f = report.featurenet
-    made = "shipped with udl" if f["shipped"] else "trained on this machine: numbers compare only with the same sha256"
-    ui.console.print(f"features: udl's LeNet for {f['dataset']} ({made}; sha256 {f['sha256'][:16]}), {f['features']} features, "
-                     f"{f['test_accuracy']:.2%} test accuracy; its FIDs are not comparable with Inception FIDs from papers (docs/evaluate.md)")
+    made = (
+        "shipped with udl"
+        if f["shipped"]
+        else "trained on this machine: numbers compare only with the same sha256"
+    )
+    ui.console.print(
+        f"features: udl's LeNet for {f['dataset']} ({made}; sha256 {f['sha256'][:16]}), {f['features']} features, "
+        f"{f['test_accuracy']:.2%} test accuracy; its FIDs are not comparable with Inception FIDs from papers (docs/evaluate.md)"
+    )
     if flagged:
         lo, hi = BALANCE_BAND
-        ui.console.print(f"[red]![/] a class takes less than {lo * 10:.0f}% or more than {hi * 10:.0f}% of the samples (for 10 classes): unbalanced or collapsed")
+        ui.console.print(
+            f"[red]![/] a class takes less than {lo * 10:.0f}% or more than {hi * 10:.0f}% of the samples (for 10 classes): unbalanced or collapsed"
+        )
     for row in report.rows:
         if row.saved is not None:
             ui.console.print(f"wrote {row.saved}", soft_wrap=True)

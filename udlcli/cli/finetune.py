@@ -4,44 +4,192 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import refuse_changes_on_resume, DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import (
+    DataDirOpt,
+    DeviceOpt,
+    FlagTable,
+    NameOpt,
+    OutOpt,
+    QuietOpt,
+    SeedOpt,
+    command_line,
+    friendly_errors,
+    setup,
+)
 
 HEAD = "Head"
 TRAIN = "Training"
+FLAGS = FlagTable(
+    ae="finetune.ae",
+    hidden="finetune.hidden",
+    dropout="finetune.dropout",
+    features="finetune.features",
+    unfreeze="finetune.unfreeze",
+    encoder_lr="finetune.encoder_lr",
+    shift="finetune.shift",
+    init_head="finetune.init_head",
+    baselines="finetune.baselines",
+    epochs="train.epochs",
+    batch_size="train.batch_size",
+    lr="train.lr",
+    weight_decay="train.weight_decay",
+    optimizer="train.optimizer",
+    device="train.device",
+    seed="train.seed",
+    dataset="data.dataset",
+    limit="data.limit",
+    data_dir="data.data_dir",
+)
 
 
 def finetune(
-    targets: Annotated[Optional[List[str]], typer.Argument(
-        help="The AE run (folder or checkpoint) whose encoder is used; default: the newest AE run. With --predict: more image files.",
-        show_default=False, metavar="AE_RUN")] = None,
-    hidden: Annotated[Optional[int], typer.Option(help="Hidden units of the head (default: the report's 928).", rich_help_panel=HEAD)] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout p of the head, 0 <= p < 1 (default: the report's 0.104258).", rich_help_panel=HEAD)] = None,
-    features: Annotated[Optional[str], typer.Option(help="What the head sees: latent (the code, default) | hidden (the 64-unit layer) | conv (the conv trunk).", rich_help_panel=HEAD)] = None,
-    unfreeze: Annotated[Optional[bool], typer.Option("--unfreeze/--freeze", help="Fine-tune the encoder too: 10 epochs, encoder at the head's lr, 2-pixel shifts (default: frozen).", show_default=False, rich_help_panel=HEAD)] = None,
-    encoder_lr: Annotated[Optional[float], typer.Option(help="Learning rate of the unfrozen encoder (default: the head's lr).", rich_help_panel=HEAD)] = None,
-    shift: Annotated[Optional[int], typer.Option(help="With --unfreeze: shift training images by up to N pixels, 0-4 (default 2 with --unfreeze).", rich_help_panel=HEAD)] = None,
-    init_head: Annotated[Optional[Path], typer.Option(help="Start the head from this classifier run's weights (e.g. a frozen run, before --unfreeze).", rich_help_panel=HEAD)] = None,
-    baselines: Annotated[Optional[bool], typer.Option("--baselines/--no-baselines", help="Also fit a linear probe and 5-NN on the codes (default: on).", show_default=False, rich_help_panel=HEAD)] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 30 frozen, 10 with --unfreeze; with --resume: the new total).", rich_help_panel=TRAIN)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 128).", rich_help_panel=TRAIN)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate of the head (default: the report's 0.001839).", rich_help_panel=TRAIN)] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: the report's 5.81e-5).", rich_help_panel=TRAIN)] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adam | sgd | rmsprop (default adam).", rich_help_panel=TRAIN)] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Labelled dataset (default: the AE run's).", rich_help_panel="Data")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N training images (default: the AE run's).", rich_help_panel="Data")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML spec with finetune:/data:/train: sections.")] = None,
-    set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override any spec field: --set finetune.hidden=512 (repeatable).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the classifier run in this folder from weights/last.pt.")] = None,
-    predict: Annotated[Optional[List[Path]], typer.Option(help="Classify these image files (PATHS...) with a trained classifier instead of training.", rich_help_panel="Predict")] = None,
-    run: Annotated[Optional[Path], typer.Option(help="With --predict: the classifier run to use (default: the newest).", rich_help_panel="Predict")] = None,
-    json_: Annotated[bool, typer.Option("--json", help="With --predict: print JSON instead of a table.", rich_help_panel="Predict")] = False,
-    print_spec: Annotated[bool, typer.Option("--print-spec", help="Print the resolved spec as YAML and exit.")] = False,
+    targets: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help="The AE run (folder or checkpoint) whose encoder is used; default: the newest AE run. With --predict: more image files.",
+            show_default=False,
+            metavar="AE_RUN",
+        ),
+    ] = None,
+    hidden: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Hidden units of the head (default: the report's 928).", rich_help_panel=HEAD
+        ),
+    ] = None,
+    dropout: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Dropout p of the head, 0 <= p < 1 (default: the report's 0.104258).",
+            rich_help_panel=HEAD,
+        ),
+    ] = None,
+    features: Annotated[
+        Optional[str],
+        typer.Option(
+            help="What the head sees: latent (the code, default) | hidden (the 64-unit layer) | conv (the conv trunk).",
+            rich_help_panel=HEAD,
+        ),
+    ] = None,
+    unfreeze: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--unfreeze/--freeze",
+            help="Fine-tune the encoder too: 10 epochs, encoder at the head's lr, 2-pixel shifts (default: frozen).",
+            show_default=False,
+            rich_help_panel=HEAD,
+        ),
+    ] = None,
+    encoder_lr: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Learning rate of the unfrozen encoder (default: the head's lr).",
+            rich_help_panel=HEAD,
+        ),
+    ] = None,
+    shift: Annotated[
+        Optional[int],
+        typer.Option(
+            help="With --unfreeze: shift training images by up to N pixels, 0-4 (default 2 with --unfreeze).",
+            rich_help_panel=HEAD,
+        ),
+    ] = None,
+    init_head: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Start the head from this classifier run's weights (e.g. a frozen run, before --unfreeze).",
+            rich_help_panel=HEAD,
+        ),
+    ] = None,
+    baselines: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--baselines/--no-baselines",
+            help="Also fit a linear probe and 5-NN on the codes (default: on).",
+            show_default=False,
+            rich_help_panel=HEAD,
+        ),
+    ] = None,
+    epochs: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Epochs (default 30 frozen, 10 with --unfreeze; with --resume: the new total).",
+            rich_help_panel=TRAIN,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(help="Batch size (default 128).", rich_help_panel=TRAIN)
+    ] = None,
+    lr: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Learning rate of the head (default: the report's 0.001839).",
+            rich_help_panel=TRAIN,
+        ),
+    ] = None,
+    weight_decay: Annotated[
+        Optional[float],
+        typer.Option(help="Weight decay (default: the report's 5.81e-5).", rich_help_panel=TRAIN),
+    ] = None,
+    optimizer: Annotated[
+        Optional[str],
+        typer.Option(help="adam | sgd | rmsprop (default adam).", rich_help_panel=TRAIN),
+    ] = None,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option(help="Labelled dataset (default: the AE run's).", rich_help_panel="Data"),
+    ] = None,
+    limit: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Use N training images, stratified (default: the AE run's).",
+            rich_help_panel="Data",
+        ),
+    ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", "-c", help="YAML spec with finetune:/data:/train: sections."),
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set", help="Override any spec field: --set finetune.hidden=512 (repeatable)."
+        ),
+    ] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(help="Continue the classifier run in this folder from weights/last.pt."),
+    ] = None,
+    predict: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="Classify these image files (PATHS...) with a trained classifier instead of training.",
+            rich_help_panel="Predict",
+        ),
+    ] = None,
+    run: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="With --predict: the classifier run to use (default: the newest).",
+            rich_help_panel="Predict",
+        ),
+    ] = None,
+    json_: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="With --predict: print JSON instead of a table.",
+            rich_help_panel="Predict",
+        ),
+    ] = False,
+    print_spec: Annotated[
+        bool, typer.Option("--print-spec", help="Print the resolved spec as YAML and exit.")
+    ] = False,
     out: OutOpt = Path("runs"),
     name: NameOpt = None,
     data_dir: DataDirOpt = None,
@@ -50,37 +198,33 @@ def finetune(
     quiet: QuietOpt = False,
 ) -> None:
     """Train the report's classifier on a trained AE's encoder, with linear-probe and 5-NN baselines; or classify images (--predict)."""
+    given = dict(locals())
     setup(quiet or json_)
     with friendly_errors():
-        from udlcli.tasks.finetune import run as engine
         from udlcli.errors import SpecError
+        from udlcli.tasks import finetune as engine
 
         targets = targets or []
         if predict:
-            from udlcli.tasks.finetune.scores import predict as engine_predict
+            from udlcli.tasks.finetune import predict as engine_predict
 
             _print_predictions(engine_predict([*predict, *targets], run, out), json_)
             return
         if run is not None or json_:
-            raise SpecError("--run and --json go with --predict; to train on an AE run, give the run folder as the argument")
+            raise SpecError(
+                "--run and --json go with --predict; to train on an AE run, give the run folder as the argument"
+            )
         if len(targets) > 1:
-            raise SpecError(f"expected one AE run, got {len(targets)} arguments; to classify image files use --predict FILES")
-        ae = targets[0] if targets else None
+            raise SpecError(
+                f"expected one AE run, got {len(targets)} arguments; to classify image files use --predict FILES"
+            )
+        given["ae"] = targets[0] if targets else None
         opts = engine.RunOptions(out=out, name=name, command=command_line())
         if resume is not None:
-            others = dict(ae=ae, hidden=hidden, dropout=dropout, features=features, unfreeze=unfreeze, encoder_lr=encoder_lr, shift=shift, init_head=init_head, baselines=baselines,
-                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, dataset=dataset, limit=limit,
-                          config=config, set=set_, seed=seed, data_dir=data_dir)
-            refuse_changes_on_resume([k for k, v in others.items() if v is not None])
+            FLAGS.refuse_on_resume(given, config=config, set=set_)
             result = engine.resume(resume, epochs=epochs, device=device, opts=opts)
         else:
-            flags = {
-                "finetune.ae": ae, "finetune.hidden": hidden, "finetune.dropout": dropout, "finetune.features": features, "finetune.unfreeze": unfreeze,
-                "finetune.encoder_lr": encoder_lr, "finetune.shift": shift, "finetune.init_head": str(init_head) if init_head else None, "finetune.baselines": baselines,
-                "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.weight_decay": weight_decay,
-                "train.optimizer": optimizer, "train.device": device, "train.seed": seed,
-                "data.dataset": dataset, "data.limit": limit, "data.data_dir": str(data_dir) if data_dir else None,
-            }
+            flags = FLAGS.flags(given)
             spec = engine.resolve_finetune_spec(str(config) if config else None, flags, set_ or [])
             if print_spec:
                 from udlcli.config import dump_yaml
@@ -99,10 +243,15 @@ def _report(result) -> None:
     for col in ("class", "precision", "recall", "F1", "images"):
         t.add_column(col, justify="left" if col == "class" else "right")
     for c, m in s["per_class"].items():
-        t.add_row(c, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", f"{m['support']:,}")
+        t.add_row(
+            c, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", f"{m['support']:,}"
+        )
     ui.print_table(t)
     t = Table(show_header=False, title_justify="left")
-    t.add_row(f"[bold]classifier ({s['encoder']} encoder, {s.get('features', 'latent')} features)[/]", f"[bold]{s['test_accuracy']:.2%}[/] test accuracy")
+    t.add_row(
+        f"[bold]classifier ({s['encoder']} encoder, {s.get('features', 'latent')} features)[/]",
+        f"[bold]{s['test_accuracy']:.2%}[/] test accuracy",
+    )
     base = s.get("baselines") or {}
     what = f"the AE's {base.get('features', 'latent')} features"
     if "linear_probe" in base:
@@ -113,7 +262,10 @@ def _report(result) -> None:
     t.add_row("AE run", s["ae_run"])
     t.add_row("epochs", f"{s['epochs']} (best {s['best_epoch']})")
     t.add_row("trainable parameters", f"{s['trainable_params']:,} of {s['params']:,}")
-    t.add_row("dataset", f"{s['dataset']['name']} ({s['dataset']['train_size']:,} train / {s['dataset']['test_size']:,} test)")
+    t.add_row(
+        "dataset",
+        f"{s['dataset']['name']} ({s['dataset']['train_size']:,} train / {s['dataset']['test_size']:,} test)",
+    )
     t.add_row("time", f"{s['wall_time_s']:.1f} s ({s['images_per_s']:,.0f} img/s) on {s['device']}")
     t.add_row("figures", str(result.run_dir / "figures"))
     ui.print_table(t)
@@ -121,7 +273,11 @@ def _report(result) -> None:
 
 def _print_predictions(pred, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"run": str(pred.run_dir), "notes": pred.notes, "predictions": pred.rows}, indent=2))
+        print(
+            json.dumps(
+                {"run": str(pred.run_dir), "notes": pred.notes, "predictions": pred.rows}, indent=2
+            )
+        )
         return
     from rich.table import Table
 

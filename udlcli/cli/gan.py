@@ -3,29 +3,112 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import refuse_changes_on_resume, DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import (
+    DataDirOpt,
+    DeviceOpt,
+    FlagTable,
+    NameOpt,
+    OutOpt,
+    QuietOpt,
+    SeedOpt,
+    command_line,
+    friendly_errors,
+    setup,
+)
+
+FLAGS = FlagTable(
+    epochs="train.epochs",
+    batch_size="train.batch_size",
+    lr="train.lr",
+    d_steps="train.d_steps",
+    label_smoothing="train.label_smoothing",
+    device="train.device",
+    seed="train.seed",
+    arch="model.arch",
+    noise_dim="model.noise_dim",
+    dataset="data.dataset",
+    limit="data.limit",
+    data_dir="data.data_dir",
+)
 
 
 def gan(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML spec with model:/data:/train:/checks: sections.")] = None,
-    set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override any spec field: --set train.label_smoothing=0.1 (repeatable).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 60; with --resume: the new total).", rich_help_panel="Training")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default 128).", rich_help_panel="Training")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate of G and D (default 2e-4, betas 0.5, 0.999).", rich_help_panel="Training")] = None,
-    d_steps: Annotated[Optional[int], typer.Option(help="Discriminator steps per generator step (default 1).", rich_help_panel="Training")] = None,
-    label_smoothing: Annotated[Optional[float], typer.Option(help="One-sided label smoothing: D's real target is 1 - this (default 0).", rich_help_panel="Training")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="mlp (the report's GAN, default) | dcgan (small convolutional GAN).", rich_help_panel="Model")] = None,
-    noise_dim: Annotated[Optional[int], typer.Option(help="Size of the noise vector z (default 64).", rich_help_panel="Model")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="mnist | fashion-mnist | kmnist | mnist-sample | folder:PATH.", rich_help_panel="Data")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N training images (quick runs).", rich_help_panel="Data")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the GAN run in this folder from weights/last.pt.")] = None,
-    print_spec: Annotated[bool, typer.Option("--print-spec", help="Print the resolved spec as YAML and exit.")] = False,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", "-c", help="YAML spec with model:/data:/train:/checks: sections."),
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set", help="Override any spec field: --set train.label_smoothing=0.1 (repeatable)."
+        ),
+    ] = None,
+    epochs: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Epochs (default 60; with --resume: the new total).", rich_help_panel="Training"
+        ),
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(help="Batch size (default 128).", rich_help_panel="Training")
+    ] = None,
+    lr: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Adam learning rate of G and D (default 2e-4, betas 0.5, 0.999).",
+            rich_help_panel="Training",
+        ),
+    ] = None,
+    d_steps: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Discriminator steps per generator step (default 1).", rich_help_panel="Training"
+        ),
+    ] = None,
+    label_smoothing: Annotated[
+        Optional[float],
+        typer.Option(
+            help="One-sided label smoothing: D's real target is 1 - this (default 0).",
+            rich_help_panel="Training",
+        ),
+    ] = None,
+    arch: Annotated[
+        Optional[str],
+        typer.Option(
+            help="mlp (the report's GAN, default) | dcgan (small convolutional GAN).",
+            rich_help_panel="Model",
+        ),
+    ] = None,
+    noise_dim: Annotated[
+        Optional[int],
+        typer.Option(help="Size of the noise vector z (default 64).", rich_help_panel="Model"),
+    ] = None,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option(
+            help="mnist | fashion-mnist | kmnist | mnist-sample | folder:PATH.",
+            rich_help_panel="Data",
+        ),
+    ] = None,
+    limit: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Use N training images, a stratified seeded sample (quick runs).",
+            rich_help_panel="Data",
+        ),
+    ] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(help="Continue the GAN run in this folder from weights/last.pt."),
+    ] = None,
+    print_spec: Annotated[
+        bool, typer.Option("--print-spec", help="Print the resolved spec as YAML and exit.")
+    ] = False,
     out: OutOpt = Path("runs"),
     name: NameOpt = None,
     data_dir: DataDirOpt = None,
@@ -34,24 +117,19 @@ def gan(
     quiet: QuietOpt = False,
 ) -> None:
     """Train the report's GAN and write runs/gan/<name>/ (samples/progress.gif, figures/losses.png, summary.json)."""
+    given = dict(locals())
     setup(quiet)
     with friendly_errors():
-        from udlcli.tasks.gan import run as engine
-        from udlcli.tasks.train.run import RunOptions
+        from udlcli.core.lifecycle import RunOptions
+        from udlcli.tasks import gan as engine
 
         if resume is not None:
-            others = {k: v for k, v in dict(config=config, set=set_, batch_size=batch_size, lr=lr, d_steps=d_steps, label_smoothing=label_smoothing,
-                                           arch=arch, noise_dim=noise_dim, dataset=dataset, limit=limit, seed=seed, data_dir=data_dir, name=name).items() if v}
-            refuse_changes_on_resume(list(others))
+            FLAGS.refuse_on_resume(given, config=config, set=set_, name=name)
             result = engine.resume_gan(resume, epochs=epochs, device=device)
         else:
-            flags = {
-                "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.d_steps": d_steps,
-                "train.label_smoothing": label_smoothing, "train.device": device, "train.seed": seed,
-                "model.arch": arch, "model.noise_dim": noise_dim,
-                "data.dataset": dataset, "data.limit": limit, "data.data_dir": str(data_dir) if data_dir else None,
-            }
-            spec = engine.resolve_gan_spec(str(config) if config else None, flags, set_)
+            spec = engine.resolve_gan_spec(
+                str(config) if config else None, FLAGS.flags(given), set_
+            )
             if print_spec:
                 from udlcli.config import dump_yaml
 
@@ -68,11 +146,25 @@ def _report(result) -> None:
     t = Table(title=f"{result.run_dir}", show_header=False, title_justify="left")
     t.add_row("epochs", f"{s['epochs']} ({s['arch']})")
     f = s["final"]
-    t.add_row("last epoch", f"D loss {f['d_loss']:.3f}  G loss {f['g_loss']:.3f}  D(x) {f['d_real']:.2f}  D(G(z)) {f['d_fake']:.2f}")
-    t.add_row("sample diversity", f"{f['diversity']:.2f}x that of real images (mean pairwise distance of the fixed batch)")
-    t.add_row("failure", ", ".join(s["failures"]) + " (see the warning above)" if s["failure_detected"] else "none detected")
+    t.add_row(
+        "last epoch",
+        f"D loss {f['d_loss']:.3f}  G loss {f['g_loss']:.3f}  D(x) {f['d_real']:.2f}  D(G(z)) {f['d_fake']:.2f}",
+    )
+    t.add_row(
+        "sample diversity",
+        f"{f['diversity']:.2f}x that of real images (mean pairwise distance of the fixed batch)",
+    )
+    t.add_row(
+        "failure",
+        ", ".join(s["failures"]) + " (see the warning above)"
+        if s["failure_detected"]
+        else "none detected",
+    )
     t.add_row("dataset", f"{s['dataset']['name']} ({s['dataset']['train_size']:,} train)")
     t.add_row("device", s["device"])
     t.add_row("time", f"{s['wall_time_s']:.1f} s ({s['images_per_s']:,.0f} img/s)")
-    t.add_row("figures", f"{result.run_dir / 'figures' / 'losses.png'}, {result.run_dir / 'samples' / 'progress.gif'}")
+    t.add_row(
+        "figures",
+        f"{result.run_dir / 'figures' / 'losses.png'}, {result.run_dir / 'samples' / 'progress.gif'}",
+    )
     ui.print_table(t)

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 # typer's own type labels -> the metavar click would print.
-_NAMES = {"int": "INTEGER", "float": "FLOAT", "str": "TEXT", "path": "PATH", "bool": "BOOLEAN", "file": "PATH", "dir": "DIR"}
+_NAMES = {
+    "int": "INTEGER",
+    "float": "FLOAT",
+    "str": "TEXT",
+    "path": "PATH",
+    "bool": "BOOLEAN",
+    "file": "PATH",
+    "dir": "DIR",
+}
 
 
 def _plain(label: str) -> str:

@@ -3,21 +3,57 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import (
+    DataDirOpt,
+    DeviceOpt,
+    NameOpt,
+    OutOpt,
+    QuietOpt,
+    SeedOpt,
+    command_line,
+    friendly_errors,
+    setup,
+)
 
 
 def reproduce(
-    study: Annotated[Optional[Path], typer.Argument(metavar="STUDY", help="Study YAML with steps: and profiles:. Default: examples/report.yaml.", show_default=False)] = None,
-    profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Budget profile of the study: quick (default, CPU-friendly) | full (the report's budgets).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this report folder (runs/report/<name>), skipping finished steps.")] = None,
-    only: Annotated[Optional[List[str]], typer.Option("--only", help="Rerun just this step (repeatable); its inputs must have finished.")] = None,
-    from_: Annotated[Optional[str], typer.Option("--from", help="Rerun this step and every step after it.")] = None,
+    study: Annotated[
+        Optional[Path],
+        typer.Argument(
+            metavar="STUDY",
+            help="Study YAML with steps: and profiles:. Default: examples/report.yaml.",
+            show_default=False,
+        ),
+    ] = None,
+    profile: Annotated[
+        Optional[str],
+        typer.Option(
+            "--profile",
+            "-p",
+            help="Budget profile of the study: quick (default, CPU-friendly) | full (the report's budgets).",
+        ),
+    ] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--resume",
+            help="Continue this report folder (runs/report/<name>), skipping finished steps.",
+        ),
+    ] = None,
+    only: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--only", help="Rerun just this step (repeatable); its inputs must have finished."
+        ),
+    ] = None,
+    from_: Annotated[
+        Optional[str], typer.Option("--from", help="Rerun this step and every step after it.")
+    ] = None,
     out: OutOpt = Path("runs"),
     name: NameOpt = None,
     data_dir: DataDirOpt = None,
@@ -30,5 +66,10 @@ def reproduce(
     with friendly_errors():
         from udlcli.tasks.reproduce.run import reproduce as engine
 
-        result = engine(study, profile, out, name, resume, only, from_, device, seed, data_dir, command_line())
-    ui.console.print(f"ran {len(result.ran)} step(s); report: {result.files[0]} and {result.files[1]}", soft_wrap=True)
+        result = engine(
+            study, profile, out, name, resume, only, from_, device, seed, data_dir, command_line()
+        )
+    ui.console.print(
+        f"ran {len(result.ran)} step(s); report: {result.files[0]} and {result.files[1]}",
+        soft_wrap=True,
+    )

@@ -3,34 +3,119 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import refuse_changes_on_resume, DataDirOpt, DeviceOpt, NameOpt, OutOpt, QuietOpt, SeedOpt, command_line, friendly_errors, setup
+from udlcli.cli.common import (
+    DataDirOpt,
+    DeviceOpt,
+    FlagTable,
+    NameOpt,
+    OutOpt,
+    QuietOpt,
+    SeedOpt,
+    command_line,
+    friendly_errors,
+    setup,
+)
 
 MODELS_HELP = "Model to train: ae (the report's conv autoencoder), vae (a conv VAE). Default: model.name of --config, else ae."
+FLAGS = FlagTable(
+    epochs="train.epochs",
+    batch_size="train.batch_size",
+    lr="train.lr",
+    weight_decay="train.weight_decay",
+    optimizer="train.optimizer",
+    device="train.device",
+    seed="train.seed",
+    channels="model.channels",
+    latent_dim="model.latent_dim",
+    beta="model.beta",
+    recon="model.recon",
+    dataset="data.dataset",
+    limit="data.limit",
+    data_dir="data.data_dir",
+)
 
 
 def train(
-    model: Annotated[Optional[str], typer.Argument(metavar="MODEL", help=MODELS_HELP, show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML run spec with data:/model:/train: sections.")] = None,
-    set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override any spec field: --set train.lr=1e-3 (repeatable).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (with --resume: the new total).", rich_help_panel="Training")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (AE default 128).", rich_help_panel="Training")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate (AE default: the report's 0.002218).", rich_help_panel="Training")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (AE default 1.01e-5).", rich_help_panel="Training")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adam | sgd | rmsprop.", rich_help_panel="Training")] = None,
-    channels: Annotated[Optional[int], typer.Option(help="Channels n of the first convolution (default 12).", rich_help_panel="Model")] = None,
-    latent_dim: Annotated[Optional[int], typer.Option(help="Latent dimension (default 7).", rich_help_panel="Model")] = None,
-    beta: Annotated[Optional[float], typer.Option(help="vae: weight of the KL term, >= 0 (default 1: the ELBO).", rich_help_panel="Model")] = None,
-    recon: Annotated[Optional[str], typer.Option(help="vae: reconstruction term, mse (the report's) | bce (default).", rich_help_panel="Model")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="mnist | fashion-mnist | kmnist | mnist-sample | folder:PATH.", rich_help_panel="Data")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N training images (quick runs).", rich_help_panel="Data")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this folder from weights/last.pt.")] = None,
-    print_spec: Annotated[bool, typer.Option("--print-spec", help="Print the resolved spec as YAML and exit.")] = False,
+    model: Annotated[
+        Optional[str], typer.Argument(metavar="MODEL", help=MODELS_HELP, show_default=False)
+    ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", "-c", help="YAML run spec with data:/model:/train: sections."),
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Override any spec field: --set train.lr=1e-3 (repeatable)."),
+    ] = None,
+    epochs: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Epochs (AE default 40; with --resume: the new total).", rich_help_panel="Training"
+        ),
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(help="Batch size (AE default 64).", rich_help_panel="Training")
+    ] = None,
+    lr: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Learning rate (AE default: the report's 0.002218).", rich_help_panel="Training"
+        ),
+    ] = None,
+    weight_decay: Annotated[
+        Optional[float],
+        typer.Option(help="Weight decay (AE default 1.01e-5).", rich_help_panel="Training"),
+    ] = None,
+    optimizer: Annotated[
+        Optional[str], typer.Option(help="adam | sgd | rmsprop.", rich_help_panel="Training")
+    ] = None,
+    channels: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Channels n of the first convolution (default 12).", rich_help_panel="Model"
+        ),
+    ] = None,
+    latent_dim: Annotated[
+        Optional[int], typer.Option(help="Latent dimension (default 7).", rich_help_panel="Model")
+    ] = None,
+    beta: Annotated[
+        Optional[float],
+        typer.Option(
+            help="vae: weight of the KL term, >= 0 (default 1: the ELBO).", rich_help_panel="Model"
+        ),
+    ] = None,
+    recon: Annotated[
+        Optional[str],
+        typer.Option(
+            help="vae: reconstruction term, mse (the report's) | bce (default).",
+            rich_help_panel="Model",
+        ),
+    ] = None,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option(
+            help="mnist | fashion-mnist | kmnist | mnist-sample | folder:PATH.",
+            rich_help_panel="Data",
+        ),
+    ] = None,
+    limit: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Use N training images, a stratified seeded sample (quick runs).",
+            rich_help_panel="Data",
+        ),
+    ] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option(help="Continue the run in this folder from weights/last.pt.")
+    ] = None,
+    print_spec: Annotated[
+        bool, typer.Option("--print-spec", help="Print the resolved spec as YAML and exit.")
+    ] = False,
     out: OutOpt = Path("runs"),
     name: NameOpt = None,
     data_dir: DataDirOpt = None,
@@ -39,27 +124,19 @@ def train(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a model and write runs/<model>/<name>/ (weights, metrics.csv, summary.json, figures/)."""
+    given = dict(locals())
     setup(quiet)
     with friendly_errors():
-        from udlcli.tasks.train import run as engine
+        from udlcli.tasks import train as engine
 
         opts = engine.RunOptions(out=out, name=name, command=command_line())
         if resume is not None:
-            others = {k: v for k, v in dict(config=config, set=set_, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                                           optimizer=optimizer, channels=channels, latent_dim=latent_dim, beta=beta, recon=recon, dataset=dataset, limit=limit,
-                                           seed=seed, data_dir=data_dir).items() if v}
-            refuse_changes_on_resume(list(others))
+            FLAGS.refuse_on_resume(given, config=config, set=set_)
             result = engine.resume(resume, epochs=epochs, device=device, opts=opts, model=model)
         else:
             from udlcli.core.spec import resolve_spec, spec_to_dict
 
-            flags = {
-                "train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.weight_decay": weight_decay,
-                "train.optimizer": optimizer, "train.device": device, "train.seed": seed,
-                "model.channels": channels, "model.latent_dim": latent_dim, "model.beta": beta, "model.recon": recon,
-                "data.dataset": dataset, "data.limit": limit, "data.data_dir": str(data_dir) if data_dir else None,
-            }
-            spec = resolve_spec(model, str(config) if config else None, flags, set_)
+            spec = resolve_spec(model, str(config) if config else None, FLAGS.flags(given), set_)
             if print_spec:
                 from udlcli.config import dump_yaml
 
@@ -79,7 +156,10 @@ def _report(result) -> None:
         t.add_row("test MSE ([0,1] pixels)", f"{s['test_mse']:.5f}")
     for k, v in s["test"].items():
         t.add_row(f"test {k}", f"{v:.5g}")
-    t.add_row("dataset", f"{s['dataset']['name']} ({s['dataset']['train_size']:,} train / {s['dataset']['test_size']:,} test)")
+    t.add_row(
+        "dataset",
+        f"{s['dataset']['name']} ({s['dataset']['train_size']:,} train / {s['dataset']['test_size']:,} test)",
+    )
     t.add_row("device", s["device"])
     t.add_row("time", f"{s['wall_time_s']:.1f} s ({s['images_per_s']:,.0f} img/s)")
     t.add_row("figures", str(result.run_dir / "figures"))

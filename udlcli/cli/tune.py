@@ -4,15 +4,33 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, Optional
 
 import typer
-from typing_extensions import Annotated
 
 from udlcli import ui
-from udlcli.cli.common import DataDirOpt, DeviceOpt, OutOpt, QuietOpt, SeedOpt, command_line, error, friendly_errors, setup
+from udlcli.cli.common import (
+    DataDirOpt,
+    DeviceOpt,
+    FlagTable,
+    OutOpt,
+    QuietOpt,
+    SeedOpt,
+    command_line,
+    error,
+    friendly_errors,
+    setup,
+)
 
 STUDY = "Study"
+FLAGS = FlagTable(
+    batch_size="train.batch_size",
+    device="train.device",
+    dataset="data.dataset",
+    limit="data.limit",
+    data_dir="data.data_dir",
+    from_="finetune.ae",
+)
 
 
 class PrunerName(str, Enum):
@@ -22,20 +40,92 @@ class PrunerName(str, Enum):
 
 
 def tune(
-    objective: Annotated[str, typer.Argument(metavar="OBJECTIVE", help="ae: the conv AE (validation MSE); finetune: the classifier head on a frozen AE encoder (validation cross-entropy).")],
-    trials: Annotated[Optional[int], typer.Option(help="Total finished (complete + pruned) trials the study should have; rerunning continues to it (default: the report's 100 for ae, 50 for finetune).", rich_help_panel=STUDY)] = None,
-    max_epochs: Annotated[int, typer.Option(help="Epochs of a trial that is not pruned.", rich_help_panel=STUDY)] = 40,
-    pruner: Annotated[PrunerName, typer.Option(help="Stops unpromising trials early: median | hyperband | none.", rich_help_panel=STUDY)] = PrunerName.median,
-    n_jobs: Annotated[int, typer.Option(help="Worker processes on this machine (several pick a journal-file storage unless --storage is given).", rich_help_panel=STUDY)] = 1,
-    timeout: Annotated[Optional[float], typer.Option(help="Start no new trial after this many seconds.", rich_help_panel=STUDY)] = None,
-    study_name: Annotated[Optional[str], typer.Option(help="Study name; its outputs go to OUT/tune/<name>/ (default: <objective>-study).", rich_help_panel=STUDY)] = None,
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage: sqlite:///FILE, postgresql://USER@HOST/DB, mysql://... or a journal file path (default: OUT/tune/<name>/study.db).", rich_help_panel=STUDY)] = None,
-    from_: Annotated[Optional[Path], typer.Option("--from", help="finetune: the AE run whose frozen encoder the head is tuned on (default: the newest AE run).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML spec: data:/model:/train: (or finetune:) sections and a search: section of [low, high] ranges.")] = None,
-    set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override a fixed spec field: --set train.batch_size=128 (repeatable).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size of every trial.", rich_help_panel="Data")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="mnist | fashion-mnist | kmnist | mnist-sample | folder:PATH.", rich_help_panel="Data")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N training images (quick studies).", rich_help_panel="Data")] = None,
+    objective: Annotated[
+        str,
+        typer.Argument(
+            metavar="OBJECTIVE",
+            help="ae: the conv AE (validation MSE); finetune: the classifier head on a frozen AE encoder (validation cross-entropy).",
+        ),
+    ],
+    trials: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Total finished (complete + pruned) trials the study should have; rerunning continues to it (default: the report's 100 for ae, 50 for finetune).",
+            rich_help_panel=STUDY,
+        ),
+    ] = None,
+    max_epochs: Annotated[
+        int, typer.Option(help="Epochs of a trial that is not pruned.", rich_help_panel=STUDY)
+    ] = 40,
+    pruner: Annotated[
+        PrunerName,
+        typer.Option(
+            help="Stops unpromising trials early: median | hyperband | none.", rich_help_panel=STUDY
+        ),
+    ] = PrunerName.median,
+    n_jobs: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes on this machine (several pick a journal-file storage unless --storage is given).",
+            rich_help_panel=STUDY,
+        ),
+    ] = 1,
+    timeout: Annotated[
+        Optional[float],
+        typer.Option(help="Start no new trial after this many seconds.", rich_help_panel=STUDY),
+    ] = None,
+    study_name: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Study name; its outputs go to OUT/tune/<name>/ (default: <objective>-study).",
+            rich_help_panel=STUDY,
+        ),
+    ] = None,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Optuna storage: sqlite:///FILE, postgresql://USER@HOST/DB, mysql://... or a journal file path (default: OUT/tune/<name>/study.db).",
+            rich_help_panel=STUDY,
+        ),
+    ] = None,
+    from_: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--from",
+            help="finetune: the AE run whose frozen encoder the head is tuned on (default: the newest AE run).",
+        ),
+    ] = None,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config",
+            "-c",
+            help="YAML spec: data:/model:/train: (or finetune:) sections and a search: section of [low, high] ranges.",
+        ),
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set", help="Override a fixed spec field: --set train.batch_size=128 (repeatable)."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(help="Batch size of every trial.", rich_help_panel="Data")
+    ] = None,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option(
+            help="mnist | fashion-mnist | kmnist | mnist-sample | folder:PATH.",
+            rich_help_panel="Data",
+        ),
+    ] = None,
+    limit: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Use N training images, a stratified seeded sample (quick studies).",
+            rich_help_panel="Data",
+        ),
+    ] = None,
     out: OutOpt = Path("runs"),
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
@@ -43,21 +133,37 @@ def tune(
     quiet: QuietOpt = False,
 ) -> None:
     """Search hyperparameters with optuna (seeded TPE + pruning); writes OUT/tune/<study>/ with trials.csv, figures/ and best.yaml."""
+    given = dict(locals())
     setup(quiet)
     with friendly_errors():
-        from udlcli.tasks.tune import run as engine
         from udlcli.errors import SpecError
+        from udlcli.tasks import tune as engine
 
         if from_ is not None and objective != "finetune":
-            raise SpecError("--from names the AE run for `udl tune finetune`; `udl tune ae` trains its own AEs")
-        flags = {"train.batch_size": batch_size, "train.device": device, "data.dataset": dataset, "data.limit": limit,
-                 "data.data_dir": str(data_dir) if data_dir else None, "finetune.ae": str(from_) if from_ else None}
-        opts = engine.TuneOptions(objective=objective, study_name=study_name, storage=storage, trials=trials, max_epochs=max_epochs,
-                                  pruner=pruner.value, n_jobs=n_jobs, timeout=timeout, seed=seed or 0, out=out, command=command_line())
+            raise SpecError(
+                "--from names the AE run for `udl tune finetune`; `udl tune ae` trains its own AEs"
+            )
+        flags = FLAGS.flags(given)
+        opts = engine.TuneOptions(
+            objective=objective,
+            study_name=study_name,
+            storage=storage,
+            trials=trials,
+            max_epochs=max_epochs,
+            pruner=pruner.value,
+            n_jobs=n_jobs,
+            timeout=timeout,
+            seed=seed or 0,
+            out=out,
+            command=command_line(),
+        )
         result = engine.tune(opts, str(config) if config else None, flags, set_ or [])
     _report(result)
     if result.interrupted:
-        raise error(f"interrupted: the study is saved with {result.summary['finished']} finished trials; run the same command to continue it", 130)
+        raise error(
+            f"interrupted: the study is saved with {result.summary['finished']} finished trials; run the same command to continue it",
+            130,
+        )
 
 
 def _report(result) -> None:
@@ -70,10 +176,18 @@ def _report(result) -> None:
         for col in ("trial", s["metric"], "epochs", *names):
             t.add_column(col.replace("_", " "), justify="right")
         for r in result.top:
-            t.add_row(str(r["trial"]), f"{r['value']:.5g}", str(r["epochs"]), *[_fmt(r["params"].get(n)) for n in names])
+            t.add_row(
+                str(r["trial"]),
+                f"{r['value']:.5g}",
+                str(r["epochs"]),
+                *[_fmt(r["params"].get(n)) for n in names],
+            )
         ui.print_table(t)
     t = Table(show_header=False, title_justify="left")
-    t.add_row("trials", f"{s['finished']}/{s['trials_asked']} finished: {s['complete']} complete, {s['pruned']} pruned; {s['failed']} failed")
+    t.add_row(
+        "trials",
+        f"{s['finished']}/{s['trials_asked']} finished: {s['complete']} complete, {s['pruned']} pruned; {s['failed']} failed",
+    )
     t.add_row("epochs trained", f"{s['epochs_trained']:,} (at most {s['max_epochs']} a trial)")
     t.add_row("storage", s["storage"])
     if s["best"]:

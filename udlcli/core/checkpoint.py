@@ -30,7 +30,11 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
         payload = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt zip, truncated file, foreign pickle: all unreadable for us
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise CheckpointError(f"{p} is not a readable udl checkpoint (corrupt, truncated or foreign: {shorten(first)})") from None
+        raise CheckpointError(
+            f"{p} is not a readable udl checkpoint (corrupt, truncated or foreign: {shorten(first)})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{p} is a torch file but not a udl checkpoint; point at a run folder or its weights/*.pt")
+        raise CheckpointError(
+            f"{p} is a torch file but not a udl checkpoint; point at a run folder or its weights/*.pt"
+        )
     return payload

@@ -23,7 +23,9 @@ def resolve_device(name: str = "auto") -> torch.device:
             "but no usable GPU was found); use --device cpu or --device auto"
         )
     if name == "mps" and not _mps_ok():
-        raise DeviceError("--device mps: Apple's MPS backend is not available here; use --device cpu or --device auto")
+        raise DeviceError(
+            "--device mps: Apple's MPS backend is not available here; use --device cpu or --device auto"
+        )
     return torch.device(name)
 
 

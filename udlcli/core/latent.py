@@ -1,17 +1,14 @@
-"""Latent-space helpers shared by `udl embed` and `udl sample`: a run's dataset, batched encoding, a spinner."""
+"""Latent-space helpers shared by `udl embed`, `udl sample` and `udl evaluate`: a run's dataset, batched encoding and decoding."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
-from udlcli import ui
-from udlcli.data import ImageDataset, TensorImages, load_dataset
 from udlcli.core.loading import LoadedRun
+from udlcli.data import ImageDataset, TensorImages, load_dataset
 
 
 def run_dataset(loaded: LoadedRun, data_dir: str | Path | None = None) -> ImageDataset:
@@ -21,31 +18,34 @@ def run_dataset(loaded: LoadedRun, data_dir: str | Path | None = None) -> ImageD
 
 
 @torch.no_grad()
-def encode(model: torch.nn.Module, split: TensorImages, device: torch.device, batch_size: int = 2048) -> np.ndarray:
+def encode(
+    model: torch.nn.Module, split: TensorImages, device: torch.device, batch_size: int = 2048
+) -> np.ndarray:
     """Codes of every image of a split: float32 (N, d) on the CPU. A VAE's encode() gives its means μ."""
     model.eval()
     out = [model.encode(x.to(device)).float().cpu() for x, _ in split.batches(batch_size)]
-    return torch.cat(out).numpy() if out else np.zeros((0, getattr(model, "latent_dim", 0)), np.float32)
+    return (
+        torch.cat(out).numpy()
+        if out
+        else np.zeros((0, getattr(model, "latent_dim", 0)), np.float32)
+    )
 
 
 @torch.no_grad()
-def decode(model: torch.nn.Module, z: np.ndarray | torch.Tensor, device: torch.device, batch_size: int = 2048) -> torch.Tensor:
+def decode(
+    model: torch.nn.Module,
+    z: np.ndarray | torch.Tensor,
+    device: torch.device,
+    batch_size: int = 2048,
+) -> torch.Tensor:
     """Images (N, 1, 28, 28) float32 in [0, 1] on the CPU from codes (N, d)."""
     model.eval()
     z = torch.as_tensor(np.asarray(z, dtype=np.float32))
-    out = [model.decode(z[i : i + batch_size].to(device)).clamp(0, 1).float().cpu() for i in range(0, len(z), batch_size)]
+    out = [
+        model.decode(z[i : i + batch_size].to(device)).clamp(0, 1).float().cpu()
+        for i in range(0, len(z), batch_size)
+    ]
     return torch.cat(out) if out else torch.zeros(0, 1, 28, 28)
-
-
-@contextmanager
-def status(msg: str) -> Iterator[None]:
-    """A rich spinner on a terminal; one plain line with --quiet or when piped."""
-    if ui.live_enabled():
-        with ui.console.status(msg):
-            yield
-    else:
-        ui.info(msg)
-        yield
 
 
 def class_index(token: str, classes: list[str]) -> int:

@@ -47,7 +47,9 @@ def load_run(
     kind = payload.get("kind")
     if kind not in kinds:
         extra = f"; {hint}" if hint else ""
-        raise CheckpointError(f"{run_dir} is {a_kind(kind)} run, not {' or '.join(a_kind(k) for k in kinds)} run{extra}")
+        raise CheckpointError(
+            f"{run_dir} is {a_kind(kind)} run, not {' or '.join(a_kind(k) for k in kinds)} run{extra}"
+        )
     if "spec" not in payload or "model" not in payload:
         raise CheckpointError(f"{ck} holds no model spec or weights; it was not written by udl")
     spec = validate(RunSpec, payload["spec"], source=f"spec stored in {ck}")
@@ -55,6 +57,8 @@ def load_run(
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as e:
-        raise CheckpointError(f"{ck}: weights do not fit a {kind} model of this spec ({shorten(str(e))})") from None
+        raise CheckpointError(
+            f"{ck}: weights do not fit a {kind} model of this spec ({shorten(str(e))})"
+        ) from None
     model.eval()
     return LoadedRun(model, spec, run_dir, ck, payload, kind)

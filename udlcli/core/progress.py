@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from udlcli import ui
 
@@ -42,14 +52,16 @@ class EpochProgress:
         self._progress: Progress | None = None
         self._task = None
 
-    def __enter__(self) -> "EpochProgress":
+    def __enter__(self) -> EpochProgress:
         if self.live:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn(self.loss_name + " {task.fields[loss]:.4g}"),
-                TextColumn("{task.fields[extra]}"),  # more live numbers, e.g. the GAN's G loss, D(x), D(G(z))
+                TextColumn(
+                    "{task.fields[extra]}"
+                ),  # more live numbers, e.g. the GAN's G loss, D(x), D(G(z))
                 TextColumn("{task.fields[ips]:,.0f} img/s"),
                 TimeElapsedColumn(),
                 TextColumn("eta"),
@@ -69,7 +81,13 @@ class EpochProgress:
         if self._progress is not None:
             if self._task is not None:
                 self._progress.remove_task(self._task)
-            self._task = self._progress.add_task(f"{self.label} {epoch}/{epochs}", total=n_batches, loss=float("nan"), ips=0.0, extra="")
+            self._task = self._progress.add_task(
+                f"{self.label} {epoch}/{epochs}",
+                total=n_batches,
+                loss=float("nan"),
+                ips=0.0,
+                extra="",
+            )
 
     def update(self, done: int, loss: float, ips: float, extra: str = "") -> None:
         if self._progress is not None and self._task is not None:
@@ -78,3 +96,14 @@ class EpochProgress:
     def end_epoch(self, row: dict) -> None:
         # One line per epoch in every mode: above the live bar on a terminal, alone with --quiet or in logs.
         ui.console.print(format_row(row))
+
+
+@contextmanager
+def status(msg: str) -> Iterator[None]:
+    """A rich spinner on a terminal; one plain line with --quiet or when piped."""
+    if ui.live_enabled():
+        with ui.console.status(msg):
+            yield
+    else:
+        ui.info(msg)
+        yield

@@ -8,11 +8,23 @@ from pathlib import Path
 from udlcli.errors import CheckpointError
 
 WEIGHTS = "weights"
-MAKES = {"ae": "udl train ae", "vae": "udl train vae", "denoise": "udl denoise", "finetune": "udl finetune", "gan": "udl gan", "lenet": "udl train lenet"}
+MAKES = {
+    "ae": "udl train ae",
+    "vae": "udl train vae",
+    "denoise": "udl denoise",
+    "finetune": "udl finetune",
+    "gan": "udl gan",
+    "lenet": "udl train lenet",
+}
 """The command that makes runs of each task, for hints."""
 
 
-def new_run_dir(root: Path | str, task: str, name: str | None = None, subdirs: tuple[str, ...] = (WEIGHTS, "figures")) -> Path:
+def new_run_dir(
+    root: Path | str,
+    task: str,
+    name: str | None = None,
+    subdirs: tuple[str, ...] = (WEIGHTS, "figures"),
+) -> Path:
     """Create and return runs/<task>/<name>, adding 2, 3, ... when the name is taken (never overwrites)."""
     base = Path(root) / task
     stem = name or task
@@ -26,7 +38,7 @@ def new_run_dir(root: Path | str, task: str, name: str | None = None, subdirs: t
     return candidate
 
 
-def _natural_key(p: Path):
+def natural_key(p: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
@@ -42,11 +54,15 @@ def newest_run(root: Path | str, task: str | tuple[str, ...]) -> Path:
     if not runs:
         where = " or ".join(str(Path(root) / t) for t in tasks)
         make = MAKES.get(tasks[0], f"udl train {tasks[0]}")
-        raise CheckpointError(f"no {'/'.join(tasks)} run with weights under {where}; make one first ({make}) or pass a run folder")
-    return max(runs, key=lambda p: ((p / WEIGHTS).stat().st_mtime, _natural_key(p)))
+        raise CheckpointError(
+            f"no {'/'.join(tasks)} run with weights under {where}; make one first ({make}) or pass a run folder"
+        )
+    return max(runs, key=lambda p: ((p / WEIGHTS).stat().st_mtime, natural_key(p)))
 
 
-def resolve_checkpoint(path: Path | str | None, root: Path | str, task: str | tuple[str, ...], prefer: str = "best") -> tuple[Path, Path]:
+def resolve_checkpoint(
+    path: Path | str | None, root: Path | str, task: str | tuple[str, ...], prefer: str = "best"
+) -> tuple[Path, Path]:
     """Accept a run folder, a checkpoint file or nothing (newest run); return (run_dir, checkpoint)."""
     if path is None:
         run = newest_run(root, task)
@@ -62,7 +78,9 @@ def resolve_checkpoint(path: Path | str | None, root: Path | str, task: str | tu
         ck = run / WEIGHTS / name
         if ck.is_file():
             return run, ck
-    raise CheckpointError(f"{run} has no checkpoint (expected {run / WEIGHTS / 'last.pt'}); is it a udl run folder?")
+    raise CheckpointError(
+        f"{run} has no checkpoint (expected {run / WEIGHTS / 'last.pt'}); is it a udl run folder?"
+    )
 
 
 # ---------------------------------------------------------------- files every run folder holds
@@ -76,7 +94,12 @@ def versions() -> dict[str, str]:
 
     from udlcli import __version__
 
-    return {"udl": __version__, "torch": str(torch.__version__), "torchvision": str(torchvision.__version__), "python": platform.python_version()}
+    return {
+        "udl": __version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "python": platform.python_version(),
+    }
 
 
 def write_spec(run_dir: Path, spec: dict, meta: dict) -> Path:
@@ -101,7 +124,13 @@ def write_metrics(run_dir: Path, history: list[dict]) -> Path:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for row in history:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items() if k in cols})
+            w.writerow(
+                {
+                    k: (f"{v:.6g}" if isinstance(v, float) else v)
+                    for k, v in row.items()
+                    if k in cols
+                }
+            )
     tmp.replace(path)
     return path
 

@@ -35,13 +35,26 @@ def resolve_spec(
 ) -> RunSpec:
     """Layer family defaults < YAML file < CLI flags < --set overrides, then validate once."""
     file_spec = config.load_yaml(config_path) if config_path else {}
-    file_model = (file_spec.get("model") or {}).get("name") if isinstance(file_spec.get("model"), dict) else None
+    file_model = (
+        (file_spec.get("model") or {}).get("name")
+        if isinstance(file_spec.get("model"), dict)
+        else None
+    )
     if model_name and file_model and model_name != file_model:
-        raise SpecError(f"the command names model {model_name!r} but {config_path} has model.name {file_model!r}; drop one")
+        raise SpecError(
+            f"the command names model {model_name!r} but {config_path} has model.name {file_model!r}; drop one"
+        )
     name = model_name or file_model or "ae"
     entry = get(name)
     base = {"model": {"name": name}, "train": dict(entry.train_defaults)}
-    return config.layered(RunSpec, base, file_spec, flags, sets, source=f"spec ({config_path})" if config_path else "spec")
+    return config.layered(
+        RunSpec,
+        base,
+        file_spec,
+        flags,
+        sets,
+        source=f"spec ({config_path})" if config_path else "spec",
+    )
 
 
 def spec_to_dict(spec: RunSpec) -> dict:

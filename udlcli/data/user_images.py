@@ -19,9 +19,9 @@ file, a pattern that matches nothing, a file that is not a readable image) is a 
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -62,15 +62,21 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
         elif p.is_dir():
             found = list_images(p)
             if not found:
-                raise DataError(f"{p}: folder holds no image files; give image files (PNG, JPEG, ...) or a folder of them")
+                raise DataError(
+                    f"{p}: folder holds no image files; give image files (PNG, JPEG, ...) or a folder of them"
+                )
             out.extend(found)
         elif glob.has_magic(str(raw)):
             found = sorted(Path(f) for f in glob.glob(str(p), recursive=True) if Path(f).is_file())
             if not found:
-                raise DataError(f"{raw}: the pattern matches no file; check the path and the pattern")
+                raise DataError(
+                    f"{raw}: the pattern matches no file; check the path and the pattern"
+                )
             out.extend(found)
         else:
-            raise DataError(f"{p}: no such file or folder; give image files (PNG, JPEG, ...) or a folder of them")
+            raise DataError(
+                f"{p}: no such file or folder; give image files (PNG, JPEG, ...) or a folder of them"
+            )
     if not out:
         raise DataError("no image given; pass one or more image files, folders or patterns")
     return list(dict.fromkeys(out))  # a file named twice is classified once
@@ -102,5 +108,7 @@ def load_user_images(paths: Iterable[str | Path]) -> UserImages:
         notes.append(f"{n} image{'s' if n != 1 else ''} resized to {SIZE}x{SIZE}")
     if any(inverted):
         n = sum(inverted)
-        notes.append(f"{n} image{'s were' if n != 1 else ' was'} dark-on-light and {'were' if n != 1 else 'was'} inverted (MNIST digits are white on black)")
+        notes.append(
+            f"{n} image{'s were' if n != 1 else ' was'} dark-on-light and {'were' if n != 1 else 'was'} inverted (MNIST digits are white on black)"
+        )
     return UserImages(x.contiguous(), files, sizes, resized, inverted, notes)

@@ -27,7 +27,9 @@ SERVES = {"mnist": ["mnist", "mnist-sample"], "fashion-mnist": ["fashion-mnist"]
 def build(name: str, data_dir: str | None, out: Path) -> dict:
     data = load_dataset(name, data_dir, download=False)
     if data.name != name:
-        raise SystemExit(f"{name} was not found in {data_dir}; the shipped networks are trained on the full dataset")
+        raise SystemExit(
+            f"{name} was not found in {data_dir}; the shipped networks are trained on the full dataset"
+        )
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = featurenet.train_network(data, name, data_dir, "cpu", None, None, Path(tmp))
@@ -36,13 +38,24 @@ def build(name: str, data_dir: str | None, out: Path) -> dict:
         record.pop("sha256", None)
         target = out / f"{name}.safetensors"
         digest = featurenet.save_network(net.model, record, target)
-    return {"file": target.name, "sha256": digest, "test_accuracy": record["test_accuracy"], "recipe": record["recipe"],
-            "datasets": SERVES[name], "train_size": record["dataset"]["train_size"], "versions": record["versions"]}
+    return {
+        "file": target.name,
+        "sha256": digest,
+        "test_accuracy": record["test_accuracy"],
+        "recipe": record["recipe"],
+        "datasets": SERVES[name],
+        "train_size": record["dataset"]["train_size"],
+        "versions": record["versions"],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", required=True, help="folder with MNIST/raw and FashionMNIST/raw (torchvision layout)")
+    ap.add_argument(
+        "--data-dir",
+        required=True,
+        help="folder with MNIST/raw and FashionMNIST/raw (torchvision layout)",
+    )
     ap.add_argument("--datasets", nargs="+", default=list(SERVES), choices=list(SERVES))
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args()
@@ -52,7 +65,9 @@ def main() -> None:
     entries = featurenet.manifest()
     for name in a.datasets:
         entries[name] = build(name, a.data_dir, out)
-        print(f"{name}: test accuracy {entries[name]['test_accuracy']:.4%}, sha256 {entries[name]['sha256']}")
+        print(
+            f"{name}: test accuracy {entries[name]['test_accuracy']:.4%}, sha256 {entries[name]['sha256']}"
+        )
         featurenet.MANIFEST.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
 
 

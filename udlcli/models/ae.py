@@ -61,11 +61,15 @@ class ConvEncoder(nn.Module):
         n = channels
         self.normalize = Normalize(mean, std)
         self.body = nn.Sequential(
-            nn.Conv2d(1, n, 4, stride=2, padding=1), nn.ReLU(True),  # (B, n, 14, 14)
-            nn.Conv2d(n, 2 * n, 3, stride=2, padding=1), nn.ReLU(True),  # (B, 2n, 7, 7)
-            nn.Conv2d(2 * n, 4 * n, 3, stride=2, padding=0), nn.ReLU(True),  # (B, 4n, 3, 3): padding 0, see above
+            nn.Conv2d(1, n, 4, stride=2, padding=1),
+            nn.ReLU(True),  # (B, n, 14, 14)
+            nn.Conv2d(n, 2 * n, 3, stride=2, padding=1),
+            nn.ReLU(True),  # (B, 2n, 7, 7)
+            nn.Conv2d(2 * n, 4 * n, 3, stride=2, padding=0),
+            nn.ReLU(True),  # (B, 4n, 3, 3): padding 0, see above
             nn.Flatten(),
-            nn.Linear(3 * 3 * 4 * n, HIDDEN), nn.ReLU(True),  # (B, 64)
+            nn.Linear(3 * 3 * 4 * n, HIDDEN),
+            nn.ReLU(True),  # (B, 64)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,11 +87,15 @@ class ConvDecoder(nn.Module):
         super().__init__()
         n = channels
         self.body = nn.Sequential(
-            nn.Linear(latent_dim, HIDDEN), nn.ReLU(True),
-            nn.Linear(HIDDEN, 3 * 3 * 4 * n), nn.ReLU(True),
+            nn.Linear(latent_dim, HIDDEN),
+            nn.ReLU(True),
+            nn.Linear(HIDDEN, 3 * 3 * 4 * n),
+            nn.ReLU(True),
             nn.Unflatten(1, (4 * n, 3, 3)),
-            nn.ConvTranspose2d(4 * n, 2 * n, 3, stride=2, padding=0), nn.ReLU(True),  # (B, 2n, 7, 7)
-            nn.ConvTranspose2d(2 * n, n, 3, stride=2, padding=1, output_padding=1), nn.ReLU(True),  # (B, n, 14, 14)
+            nn.ConvTranspose2d(4 * n, 2 * n, 3, stride=2, padding=0),
+            nn.ReLU(True),  # (B, 2n, 7, 7)
+            nn.ConvTranspose2d(2 * n, n, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(True),  # (B, n, 14, 14)
             nn.ConvTranspose2d(n, 1, 4, stride=2, padding=1),  # (B, 1, 28, 28)
             nn.Sigmoid(),
         )
@@ -113,7 +121,9 @@ def he_init(module: nn.Module) -> None:
 class ConvAE(nn.Module):
     """The report's convolutional AE. Input and output are images in [0, 1]; the loss is pixel MSE."""
 
-    def __init__(self, channels: int = 12, latent_dim: int = 7, mean: float = 0.1307, std: float = 0.3081):
+    def __init__(
+        self, channels: int = 12, latent_dim: int = 7, mean: float = 0.1307, std: float = 0.3081
+    ):
         super().__init__()
         self.latent_dim = latent_dim
         self.encoder = ConvEncoder(channels, mean, std)
@@ -154,6 +164,13 @@ register(
         # nor schedule; 40 epochs of batch 64 with a cosine schedule (test MSE 0.0151) put the frozen
         # classifier of `udl finetune` at 97.0%, past the report's 96.3%, where 20 epochs of batch 128
         # (MSE 0.0168) gave 95.8% (docs/finetune.md).
-        train_defaults={"optimizer": "adam", "lr": 2.218e-3, "weight_decay": 1.01e-5, "batch_size": 64, "epochs": 40, "scheduler": "cosine"},
+        train_defaults={
+            "optimizer": "adam",
+            "lr": 2.218e-3,
+            "weight_decay": 1.01e-5,
+            "batch_size": 64,
+            "epochs": 40,
+            "scheduler": "cosine",
+        },
     )
 )

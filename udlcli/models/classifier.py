@@ -28,7 +28,6 @@ from udlcli.config import Strict, TrainConfig
 from udlcli.models.ae import HIDDEN, ConvEncoder, conv_width
 from udlcli.models.registry import ModelEntry, register
 
-
 Features = Literal["latent", "hidden", "conv"]
 UNFROZEN_SHIFT = 2
 """--unfreeze's default augmentation: random shifts of up to 2 pixels (99.3% on MNIST, docs/finetune.md)."""
@@ -53,10 +52,12 @@ class HeadConfig(Strict):
     """With unfreeze: shift each training image by up to this many pixels (augmentation); None: 2 with unfreeze, else 0."""
 
     @model_validator(mode="after")
-    def _shift_needs_images(self) -> "HeadConfig":
+    def _shift_needs_images(self) -> HeadConfig:
         # A frozen encoder's features are computed once, so there are no images left to shift.
         if self.shift and not self.unfreeze:
-            raise ValueError("shift augments the images the encoder sees; it needs unfreeze (--unfreeze)")
+            raise ValueError(
+                "shift augments the images the encoder sees; it needs unfreeze (--unfreeze)"
+            )
         if self.shift is None:
             self.shift = UNFROZEN_SHIFT if self.unfreeze else 0
         return self
@@ -102,10 +103,13 @@ class Classifier(nn.Module):
         # The same modules (and parameter names) as ConvAE, so an AE's weights load by name.
         self.encoder = ConvEncoder(cfg.channels, mean, std)
         self.to_latent = nn.Linear(HIDDEN, cfg.latent_dim)
-        width = {"latent": cfg.latent_dim, "hidden": HIDDEN, "conv": conv_width(cfg.channels)}[cfg.features]
+        width = {"latent": cfg.latent_dim, "hidden": HIDDEN, "conv": conv_width(cfg.channels)}[
+            cfg.features
+        ]
         self.standardize = Standardize(width)
         self.head = nn.Sequential(
-            nn.Linear(width, cfg.hidden), nn.ReLU(True),  # (B, h)
+            nn.Linear(width, cfg.hidden),
+            nn.ReLU(True),  # (B, h)
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden, cfg.classes),  # (B, classes) logits
         )
@@ -121,7 +125,7 @@ class Classifier(nn.Module):
         self.encoder.load_state_dict(ae.encoder.state_dict())
         self.to_latent.load_state_dict(ae.to_latent.state_dict())
 
-    def train(self, mode: bool = True) -> "Classifier":
+    def train(self, mode: bool = True) -> Classifier:
         super().train(mode)
         if self.frozen:  # a frozen encoder always runs as at inference, whatever the head does
             self.encoder.eval()
@@ -173,10 +177,15 @@ class Classifier(nn.Module):
 def random_shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
     """Translate each image (B, 1, H, W) by its own whole-pixel offset in [-pixels, pixels]; the border fills with 0 (background)."""
     b, _, h, w = x.shape
-    d = torch.randint(-pixels, pixels + 1, (b, 2), device=x.device).to(x.dtype)  # (B, 2): dx, dy in pixels
+    d = torch.randint(-pixels, pixels + 1, (b, 2), device=x.device).to(
+        x.dtype
+    )  # (B, 2): dx, dy in pixels
     theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    theta[:, 0, 2], theta[:, 1, 2] = -2 * d[:, 0] / w, -2 * d[:, 1] / h  # a grid shifted by -d samples the image moved by +d
+    theta[:, 0, 2], theta[:, 1, 2] = (
+        -2 * d[:, 0] / w,
+        -2 * d[:, 1] / h,
+    )  # a grid shifted by -d samples the image moved by +d
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
@@ -194,6 +203,12 @@ register(
         description="the report's fine-tuning classifier: an AE's encoder with an MLP head (cross-entropy)",
         # The report's optuna result for the head: Adam, lr 0.001839, weight decay 5.81e-5; a cosine schedule
         # (docs/finetune.md). The epochs depend on --unfreeze: see engine/finetune.py's FinetuneSpec.
-        train_defaults={"optimizer": "adam", "lr": 1.839e-3, "weight_decay": 5.81e-5, "batch_size": 128, "scheduler": "cosine"},
+        train_defaults={
+            "optimizer": "adam",
+            "lr": 1.839e-3,
+            "weight_decay": 5.81e-5,
+            "batch_size": 128,
+            "scheduler": "cosine",
+        },
     )
 )

@@ -37,12 +37,21 @@ class DAEConfig(AEConfig, NoiseConfig):
 class DenoisingAE(ConvAE):
     """ConvAE whose loss is MSE(reconstruct(noisy x), x); encode/decode/reconstruct are the AE's (clean pass)."""
 
-    def __init__(self, channels: int, latent_dim: int, noise: NoiseConfig, mean: float = 0.1307, std: float = 0.3081):
+    def __init__(
+        self,
+        channels: int,
+        latent_dim: int,
+        noise: NoiseConfig,
+        mean: float = 0.1307,
+        std: float = 0.3081,
+    ):
         super().__init__(channels, latent_dim, mean, std)
         self.noise = noise
         self.std = std  # the Normalize std: turns the normalised sigma into pixel units
 
-    def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None, kind: str | None = None) -> torch.Tensor:
+    def corrupt(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, kind: str | None = None
+    ) -> torch.Tensor:
         """A noisy copy of x (B, 1, 28, 28) in [0, 1], with the configured noise unless `kind` names another."""
         return add_noise(x, self.noise, self.std, generator, kind)
 
@@ -72,6 +81,11 @@ register(
         description="the report's conv autoencoder trained to denoise (MSE against the clean image)",
         # The AE's tuned optimiser, with the budget udl denoise was measured at (docs/denoise.md): 20 epochs of
         # batch 128 and no schedule. (The AE itself now trains longer, for the frozen classifier's sake.)
-        train_defaults={**REGISTRY["ae"].train_defaults, "batch_size": 128, "epochs": 20, "scheduler": "none"},
+        train_defaults={
+            **REGISTRY["ae"].train_defaults,
+            "batch_size": 128,
+            "epochs": 20,
+            "scheduler": "none",
+        },
     )
 )

@@ -15,9 +15,11 @@ so it is not in the model registry: `udl gan` has its own loop (udlcli/engine/ga
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -64,8 +66,11 @@ class MLPGenerator(nn.Module):
         super().__init__()
         self.noise_dim = noise_dim
         self.body = nn.Sequential(
-            *leaky(noise_dim, 256), *leaky(256, 512), *leaky(512, 1024),
-            nn.Linear(1024, IMAGE), nn.Tanh(),
+            *leaky(noise_dim, 256),
+            *leaky(256, 512),
+            *leaky(512, 1024),
+            nn.Linear(1024, IMAGE),
+            nn.Tanh(),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -79,7 +84,9 @@ class MLPDiscriminator(Discriminator):
         super().__init__()
         self.body = nn.Sequential(
             nn.Flatten(),
-            *leaky(IMAGE, 1024, dropout), *leaky(1024, 512, dropout), *leaky(512, 256, dropout),
+            *leaky(IMAGE, 1024, dropout),
+            *leaky(1024, 512, dropout),
+            *leaky(512, 256, dropout),
             nn.Linear(256, 1),
         )
 
@@ -95,10 +102,15 @@ class ConvGenerator(nn.Module):
         n = channels
         self.noise_dim = noise_dim
         self.body = nn.Sequential(
-            nn.Linear(noise_dim, 2 * n * 7 * 7, bias=False), nn.BatchNorm1d(2 * n * 7 * 7), nn.ReLU(True),
+            nn.Linear(noise_dim, 2 * n * 7 * 7, bias=False),
+            nn.BatchNorm1d(2 * n * 7 * 7),
+            nn.ReLU(True),
             nn.Unflatten(1, (2 * n, 7, 7)),
-            nn.ConvTranspose2d(2 * n, n, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(n), nn.ReLU(True),  # (B, n, 14, 14)
-            nn.ConvTranspose2d(n, 1, 4, stride=2, padding=1), nn.Tanh(),  # (B, 1, 28, 28)
+            nn.ConvTranspose2d(2 * n, n, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(n),
+            nn.ReLU(True),  # (B, n, 14, 14)
+            nn.ConvTranspose2d(n, 1, 4, stride=2, padding=1),
+            nn.Tanh(),  # (B, 1, 28, 28)
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -112,9 +124,13 @@ class ConvDiscriminator(Discriminator):
         super().__init__()
         n = channels
         self.body = nn.Sequential(
-            nn.Conv2d(1, n, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True),  # (B, n, 14, 14)
-            nn.Conv2d(n, 2 * n, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * n), nn.LeakyReLU(0.2, True),  # (B, 2n, 7, 7)
-            nn.Flatten(), nn.Linear(2 * n * 7 * 7, 1),
+            nn.Conv2d(1, n, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, True),  # (B, n, 14, 14)
+            nn.Conv2d(n, 2 * n, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(2 * n),
+            nn.LeakyReLU(0.2, True),  # (B, 2n, 7, 7)
+            nn.Flatten(),
+            nn.Linear(2 * n * 7 * 7, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,7 +160,10 @@ def _dcgan(cfg: GanModelConfig) -> tuple[nn.Module, Discriminator]:
     return g, d
 
 
-ARCHS: dict[str, Callable[[GanModelConfig], tuple[nn.Module, Discriminator]]] = {"mlp": _mlp, "dcgan": _dcgan}
+ARCHS: dict[str, Callable[[GanModelConfig], tuple[nn.Module, Discriminator]]] = {
+    "mlp": _mlp,
+    "dcgan": _dcgan,
+}
 
 
 def build_gan(cfg: GanModelConfig) -> tuple[nn.Module, Discriminator]:
@@ -155,3 +174,68 @@ def build_gan(cfg: GanModelConfig) -> tuple[nn.Module, Discriminator]:
 def build_generator(cfg: GanModelConfig) -> nn.Module:
     """The generator alone (sampling and evaluation need no discriminator)."""
     return build_gan(cfg)[0]
+
+
+class GAN(nn.Module):
+    """Generator and discriminator as one module, trained through train_step (the Adversarial contract).
+
+    Its state_dict holds G.* and D.*; `d_steps` and one-sided `label_smoothing` are the report's
+    training knobs, `mean` and `std` the normalisation of the real images (0.5, 0.5: [-1, 1] like G's Tanh).
+    """
+
+    def __init__(
+        self,
+        cfg: GanModelConfig,
+        d_steps: int = 1,
+        label_smoothing: float = 0.0,
+        mean: float = 0.5,
+        std: float = 0.5,
+    ):
+        super().__init__()
+        self.G, self.D = build_gan(cfg)
+        self.noise_dim, self.d_steps, self.label_smoothing = cfg.noise_dim, d_steps, label_smoothing
+        self.mean, self.std = mean, std
+
+    def configure_optimizers(self, cfg) -> dict[str, torch.optim.Optimizer]:
+        """Adam for G at lr and for D at lr_d (default lr), both with the report's betas."""
+        betas = (cfg.beta1, cfg.beta2)
+        return {
+            "g": torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas),
+            "d": torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas),
+        }
+
+    def to_pixels(self, g: torch.Tensor) -> torch.Tensor:
+        """Generator output in normalised space -> images in [0, 1]."""
+        return (g * self.std + self.mean).clamp(0, 1)
+
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, torch.Tensor]:
+        """One iteration on real images x (B, 1, 28, 28) in [0, 1]: d_steps D updates, then one G update."""
+        real = (x - self.mean) / self.std  # (B, 1, 28, 28) in [-1, 1]
+        b, dev = len(real), real.device
+        real_target = torch.full((b,), 1.0 - self.label_smoothing, device=dev)
+        ones, zeros = torch.ones(b, device=dev), torch.zeros(b, device=dev)
+        for _ in range(self.d_steps):
+            fake = self.G(torch.randn(b, self.noise_dim, device=dev)).detach()
+            d_real, d_fake = self.D(real), self.D(fake)  # logits (B,)
+            loss_d = F.binary_cross_entropy_with_logits(
+                d_real, real_target
+            ) + F.binary_cross_entropy_with_logits(d_fake, zeros)
+            optimizers["d"].zero_grad(set_to_none=True)
+            loss_d.backward()
+            optimizers["d"].step()
+        self.D.requires_grad_(False)  # the G step needs gradients through D, not for D's weights
+        loss_g = F.binary_cross_entropy_with_logits(
+            self.D(self.G(torch.randn(b, self.noise_dim, device=dev))), ones
+        )
+        optimizers["g"].zero_grad(set_to_none=True)
+        loss_g.backward()
+        optimizers["g"].step()
+        self.D.requires_grad_(True)
+        return {
+            "d_loss": loss_d.detach(),
+            "g_loss": loss_g.detach(),
+            "d_real": torch.sigmoid(d_real.detach()).mean(),
+            "d_fake": torch.sigmoid(d_fake.detach()).mean(),
+        }

@@ -48,38 +48,71 @@ class LeNetConfig(Strict):
     """With reject: synthetic non-images added to each training batch, as a share of its real images."""
 
 
-def synthetic_negatives(n: int, shape: tuple[int, int, int], device: torch.device | str = "cpu") -> torch.Tensor:
+def synthetic_negatives(
+    n: int, shape: tuple[int, int, int], device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """n images (n, C, H, W) in [0, 1] that are no dataset's: a quarter each of Gaussian noise (random mean and std),
     salt-and-pepper noise (random density), blocky noise (4x4 or 7x7 cells) and flat grey images. Drawn from
     torch's global RNG on `device`, which the trainer checkpoints, so a resumed training draws the same ones."""
     c, h, w = shape
     kind = torch.randint(0, 4, (n, 1, 1, 1), device=device)
-    mean, std = torch.rand(n, 1, 1, 1, device=device), 0.1 + 0.4 * torch.rand(n, 1, 1, 1, device=device)
+    mean, std = (
+        torch.rand(n, 1, 1, 1, device=device),
+        0.1 + 0.4 * torch.rand(n, 1, 1, 1, device=device),
+    )
     gauss = (mean + std * torch.randn(n, c, h, w, device=device)).clamp(0, 1)
     density = torch.rand(n, 1, 1, 1, device=device)
-    salt = ((torch.rand(n, c, h, w, device=device) < density) & (torch.rand(n, c, h, w, device=device) < 0.5)).float()
+    salt = (
+        (torch.rand(n, c, h, w, device=device) < density)
+        & (torch.rand(n, c, h, w, device=device) < 0.5)
+    ).float()
     cells = 4 if torch.rand(()) < 0.5 else 7
-    blocks = F.interpolate(torch.rand(n, c, cells, cells, device=device), size=(h, w), mode="nearest")
+    blocks = F.interpolate(
+        torch.rand(n, c, cells, cells, device=device), size=(h, w), mode="nearest"
+    )
     flat = torch.rand(n, c, 1, 1, device=device).expand(n, c, h, w)
-    return torch.where(kind == 0, gauss, torch.where(kind == 1, salt, torch.where(kind == 2, blocks, flat)))
+    return torch.where(
+        kind == 0, gauss, torch.where(kind == 1, salt, torch.where(kind == 2, blocks, flat))
+    )
 
 
 class LeNet(nn.Module):
     """Classifier over images in [0, 1] (B, 1, 28, 28); `features` gives the (B, f) penultimate layer."""
 
-    def __init__(self, channels: int = 16, features: int = 128, classes: int = 10, dropout: float = 0.0,
-                 mean: float = 0.1307, std: float = 0.3081, reject: bool = False, negatives: float = 0.1):
+    def __init__(
+        self,
+        channels: int = 16,
+        features: int = 128,
+        classes: int = 10,
+        dropout: float = 0.0,
+        mean: float = 0.1307,
+        std: float = 0.3081,
+        reject: bool = False,
+        negatives: float = 0.1,
+    ):
         super().__init__()
         n = channels
-        self.n_features, self.n_classes, self.reject, self.negatives = features, classes, reject, negatives
+        self.n_features, self.n_classes, self.reject, self.negatives = (
+            features,
+            classes,
+            reject,
+            negatives,
+        )
         self.normalize = Normalize(mean, std)
         self.body = nn.Sequential(
-            nn.Conv2d(1, n, 5, padding=2), nn.ReLU(True), nn.MaxPool2d(2),  # (B, n, 14, 14)
-            nn.Conv2d(n, 2 * n, 5), nn.ReLU(True), nn.MaxPool2d(2),  # (B, 2n, 5, 5)
+            nn.Conv2d(1, n, 5, padding=2),
+            nn.ReLU(True),
+            nn.MaxPool2d(2),  # (B, n, 14, 14)
+            nn.Conv2d(n, 2 * n, 5),
+            nn.ReLU(True),
+            nn.MaxPool2d(2),  # (B, 2n, 5, 5)
             nn.Flatten(),
-            nn.Linear(2 * n * 5 * 5, features), nn.ReLU(True),  # (B, f)
+            nn.Linear(2 * n * 5 * 5, features),
+            nn.ReLU(True),  # (B, f)
         )
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, classes + int(reject)))  # the last: "not data"
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(features, classes + int(reject))
+        )  # the last: "not data"
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, 28, 28) in [0, 1] -> (B, f) penultimate activations."""
@@ -113,7 +146,16 @@ class LeNet(nn.Module):
 
 
 def build_lenet(cfg: LeNetConfig, data) -> LeNet:
-    return LeNet(cfg.channels, cfg.features, cfg.classes, cfg.dropout, data.mean, data.std, cfg.reject, cfg.negatives)
+    return LeNet(
+        cfg.channels,
+        cfg.features,
+        cfg.classes,
+        cfg.dropout,
+        data.mean,
+        data.std,
+        cfg.reject,
+        cfg.negatives,
+    )
 
 
 register(
@@ -125,6 +167,13 @@ register(
         description="a LeNet-style CNN classifier (udl evaluate's feature network)",
         # 3 epochs of batch 128 with dropout 0.25 reached only 98.90% MNIST test accuracy (underfitting:
         # train accuracy 98.7%); 4 epochs of batch 64 without dropout reached 99.22% (docs/evaluate.md).
-        train_defaults={"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 64, "epochs": 4, "scheduler": "cosine"},
+        train_defaults={
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "weight_decay": 0.0,
+            "batch_size": 64,
+            "epochs": 4,
+            "scheduler": "cosine",
+        },
     )
 )

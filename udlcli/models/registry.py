@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -37,4 +38,6 @@ def get(name: str) -> ModelEntry:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise SpecError(f"unknown model {name!r}; choose one of: {', '.join(sorted(REGISTRY))}") from None
+        raise SpecError(
+            f"unknown model {name!r}; choose one of: {', '.join(sorted(REGISTRY))}"
+        ) from None

@@ -51,8 +51,15 @@ class VAEConfig(Strict):
 class ConvVAE(nn.Module):
     """Convolutional VAE with a diagonal Gaussian posterior; follows the loss contract of engine/trainer.py."""
 
-    def __init__(self, channels: int = 12, latent_dim: int = 7, recon: str = "bce", beta: float = 1.0,
-                 mean: float = 0.1307, std: float = 0.3081):
+    def __init__(
+        self,
+        channels: int = 12,
+        latent_dim: int = 7,
+        recon: str = "bce",
+        beta: float = 1.0,
+        mean: float = 0.1307,
+        std: float = 0.3081,
+    ):
         super().__init__()
         self.latent_dim, self.recon, self.beta = latent_dim, recon, beta
         self.encoder = ConvEncoder(channels, mean, std)
@@ -104,7 +111,9 @@ class ConvVAE(nn.Module):
         Monte-Carlo estimates of the negative ELBO, not the optimistic decode(mu) error.
         """
         mu, logvar = self.posterior(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # (B, d), differentiable in mu and sigma
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(
+            mu
+        )  # (B, d), differentiable in mu and sigma
         logits = self.decode_logits(z)
         if self.recon == "bce":
             # With logits the cross-entropy stays exact where the sigmoid saturates.
@@ -112,7 +121,9 @@ class ConvVAE(nn.Module):
         else:
             rec = (torch.sigmoid(logits) - x) ** 2
         recon = rec.flatten(1).sum(1).mean()  # summed over pixels, averaged over the batch
-        kl = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(1).mean()  # closed form against N(0, I)
+        kl = (
+            (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(1).mean()
+        )  # closed form against N(0, I)
         out = {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
         if self.beta != 1.0:
             out["nelbo"] = recon + kl
@@ -131,6 +142,12 @@ register(
         task="vae",
         description="convolutional variational autoencoder (the AE's layers, Gaussian latent)",
         # The AE's optimiser settings (the report's optuna result); see docs/vae.md for the measurements.
-        train_defaults={"optimizer": "adam", "lr": 2.218e-3, "weight_decay": 1.01e-5, "batch_size": 128, "epochs": 30},
+        train_defaults={
+            "optimizer": "adam",
+            "lr": 2.218e-3,
+            "weight_decay": 1.01e-5,
+            "batch_size": 128,
+            "epochs": 30,
+        },
     )
 )

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from udlcli import plots, ui
-from udlcli.data import stratified_indices
 from udlcli.core import runs
 from udlcli.core.device import resolve_device
-from udlcli.core.latent import encode, run_dataset, status
+from udlcli.core.latent import encode, run_dataset
 from udlcli.core.loading import load_run
+from udlcli.core.progress import status
+from udlcli.data import stratified_indices
 from udlcli.errors import SpecError
 
 KINDS = ("ae", "vae")
@@ -44,13 +45,18 @@ class EmbedResult:
 # ---------------------------------------------------------------- reducers: codes (N, d) -> map (N, 2)
 
 
-def pca_map(codes: np.ndarray, seed: int = 0, perplexity: float | None = None) -> tuple[np.ndarray, dict]:
+def pca_map(
+    codes: np.ndarray, seed: int = 0, perplexity: float | None = None
+) -> tuple[np.ndarray, dict]:
     from sklearn.decomposition import PCA
 
     with status(f"PCA of {len(codes):,} codes"):
         pca = PCA(n_components=2, random_state=seed).fit(codes)
         xy = pca.transform(codes)
-    return xy, {"implementation": "sklearn PCA", "explained_variance_ratio": [round(float(v), 4) for v in pca.explained_variance_ratio_]}
+    return xy, {
+        "implementation": "sklearn PCA",
+        "explained_variance_ratio": [round(float(v), 4) for v in pca.explained_variance_ratio_],
+    }
 
 
 class _TsneProgress:
@@ -70,7 +76,9 @@ EXACT_KNN_MAX_DIM = 32
 """Codes of at most this many dimensions get exact nearest neighbours for the affinities; wider ones Annoy's."""
 
 
-def tsne_map(codes: np.ndarray, seed: int = 0, perplexity: float | None = None, n_jobs: int = 2) -> tuple[np.ndarray, dict]:
+def tsne_map(
+    codes: np.ndarray, seed: int = 0, perplexity: float | None = None, n_jobs: int = 2
+) -> tuple[np.ndarray, dict]:
     """openTSNE: FFT-interpolated repulsive forces (O(N) per iteration) from FFT_FROM codes, Barnes-Hut below."""
     import openTSNE
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -81,23 +89,44 @@ def tsne_map(codes: np.ndarray, seed: int = 0, perplexity: float | None = None, 
     # The FFT grid's cost depends on the map's extent, not on N: below ~5,000 points Barnes-Hut is faster
     # (300 codes: 4 s against 29 s; 5,000: about even), as openTSNE's own "auto" choice also reflects.
     fft = len(codes) >= FFT_FROM
-    method = dict(negative_gradient_method="fft", ints_in_interval=2) if fft else dict(negative_gradient_method="bh")
+    method = (
+        dict(negative_gradient_method="fft", ints_in_interval=2)
+        if fft
+        else dict(negative_gradient_method="bh")
+    )
     # Latent codes are low-dimensional: exact k-NN (a k-d tree) finds the 3 x perplexity neighbours of 10,000
     # 7-D codes in under a second, where openTSNE's default Annoy index takes about 5 s, and the map is the same.
     neighbors = "exact" if codes.shape[1] <= EXACT_KNN_MAX_DIM else "auto"
-    tsne = openTSNE.TSNE(perplexity=perplexity, n_jobs=n_jobs, random_state=seed, neighbors=neighbors, **method)
+    tsne = openTSNE.TSNE(
+        perplexity=perplexity, n_jobs=n_jobs, random_state=seed, neighbors=neighbors, **method
+    )
     total = tsne.early_exaggeration_iter + tsne.n_iter
-    name = ("FFT gradients, ints_in_interval=2" if fft else "Barnes-Hut gradients") + (", exact k-NN" if neighbors == "exact" else "")
-    ui.info(f"t-SNE of {len(codes):,} codes (openTSNE, {name}, perplexity {perplexity:g}, {total} iterations)")
+    name = ("FFT gradients, ints_in_interval=2" if fft else "Barnes-Hut gradients") + (
+        ", exact k-NN" if neighbors == "exact" else ""
+    )
+    ui.info(
+        f"t-SNE of {len(codes):,} codes (openTSNE, {name}, perplexity {perplexity:g}, {total} iterations)"
+    )
     if ui.live_enabled():
-        with Progress(TextColumn("[bold]t-SNE"), BarColumn(), MofNCompleteColumn(), TextColumn("KL {task.fields[kl]:.3f}"),
-                      TimeElapsedColumn(), console=ui.console, transient=True) as bar:
+        with Progress(
+            TextColumn("[bold]t-SNE"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("KL {task.fields[kl]:.3f}"),
+            TimeElapsedColumn(),
+            console=ui.console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("t-SNE", total=total, kl=float("nan"))
             tsne.callbacks, tsne.callbacks_every_iters = [_TsneProgress(bar, task, 25)], 25
             xy = np.asarray(tsne.fit(codes))
     else:
         xy = np.asarray(tsne.fit(codes))
-    return xy, {"implementation": f"openTSNE {openTSNE.__version__} ({name})", "perplexity": perplexity, "iterations": total}
+    return xy, {
+        "implementation": f"openTSNE {openTSNE.__version__} ({name})",
+        "perplexity": perplexity,
+        "iterations": total,
+    }
 
 
 METHODS: dict[str, Callable[..., tuple[np.ndarray, dict]]] = {"pca": pca_map, "tsne": tsne_map}
@@ -119,7 +148,9 @@ def knn_accuracy(x: np.ndarray, y: np.ndarray, seed: int = 0) -> float | None:
     return float(cross_val_score(KNeighborsClassifier(KNN_K), x, y, cv=cv).mean())
 
 
-def scores(codes: np.ndarray, xy: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, float | None]:
+def scores(
+    codes: np.ndarray, xy: np.ndarray, y: np.ndarray, seed: int = 0
+) -> dict[str, float | None]:
     """The numbers <method>.json and the terminal give; labels < 0 (unlabeled data) give only trustworthiness."""
     from sklearn.manifold import trustworthiness
     from sklearn.metrics import silhouette_score
@@ -130,7 +161,9 @@ def scores(codes: np.ndarray, xy: np.ndarray, y: np.ndarray, seed: int = 0) -> d
     out["knn5_map"] = knn_accuracy(xy, y, seed) if labeled else None
     out["silhouette_latent"] = float(silhouette_score(codes, y)) if labeled else None
     out["silhouette_map"] = float(silhouette_score(xy, y)) if labeled else None
-    out["trustworthiness_k10"] = float(trustworthiness(codes, xy, n_neighbors=TRUST_K)) if len(y) > 2 * TRUST_K else None
+    out["trustworthiness_k10"] = (
+        float(trustworthiness(codes, xy, n_neighbors=TRUST_K)) if len(y) > 2 * TRUST_K else None
+    )
     return out
 
 
@@ -143,7 +176,9 @@ def stratified_subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
         return np.arange(len(y))
     k = len(np.unique(y))
     if (y >= 0).all() and n < k:
-        raise SpecError(f"--n {n}: a stratified sample needs at least one point per class ({k} classes); use --n {k} or more")
+        raise SpecError(
+            f"--n {n}: a stratified sample needs at least one point per class ({k} classes); use --n {k} or more"
+        )
     return stratified_indices(y, n, seed)
 
 
@@ -164,7 +199,9 @@ def embed(
     if perplexity is not None and method != "tsne":
         raise SpecError(f"--perplexity applies to --method tsne, not {method}")
     if perplexity is not None and not perplexity > 0:
-        raise SpecError(f"--perplexity {perplexity:g}: must be positive (t-SNE's usual range is 5-50)")
+        raise SpecError(
+            f"--perplexity {perplexity:g}: must be positive (t-SNE's usual range is 5-50)"
+        )
     if n is not None and n < 1:
         raise SpecError(f"--n {n}: give a positive number of test images")
 
@@ -174,9 +211,13 @@ def embed(
     y_all = data.test.y.cpu().numpy()
     n = len(y_all) if n is None else n
     if n > len(y_all):
-        raise SpecError(f"--n {n}: larger than the test split of {data.name} ({len(y_all):,} images); use --n {len(y_all)} or less")
+        raise SpecError(
+            f"--n {n}: larger than the test split of {data.name} ({len(y_all):,} images); use --n {len(y_all)} or less"
+        )
     if perplexity is not None and 3 * perplexity >= n:
-        raise SpecError(f"--perplexity {perplexity:g}: too large for {n} points (needs 3 x perplexity < n); lower it or raise --n")
+        raise SpecError(
+            f"--perplexity {perplexity:g}: too large for {n} points (needs 3 x perplexity < n); lower it or raise --n"
+        )
     idx = stratified_subset(y_all, n, seed)
     y = y_all[idx]
 
@@ -186,7 +227,10 @@ def embed(
     d = codes.shape[1]
     t0 = time.perf_counter()
     if d <= 2:  # already 2-D (or 1-D, drawn on a line): plot the codes themselves
-        xy, detail = np.pad(codes, ((0, 0), (0, 2 - d))), {"implementation": f"none: the latent dimension is {d}, codes are plotted directly"}
+        xy, detail = (
+            np.pad(codes, ((0, 0), (0, 2 - d))),
+            {"implementation": f"none: the latent dimension is {d}, codes are plotted directly"},
+        )
     else:
         xy, detail = METHODS[method](codes, seed=seed, perplexity=perplexity)
     reduce_s = time.perf_counter() - t0
@@ -194,15 +238,27 @@ def embed(
         metrics = scores(codes, xy, y, seed)
 
     info = {
-        "command": command, "run": str(loaded.run_dir), "checkpoint": str(loaded.checkpoint), "kind": loaded.kind,
-        "method": method, **detail, "dataset": data.name, "n": int(n), "latent_dim": int(d), "seed": seed,
-        "reduce_time_s": round(reduce_s, 2), "metrics": metrics,
+        "command": command,
+        "run": str(loaded.run_dir),
+        "checkpoint": str(loaded.checkpoint),
+        "kind": loaded.kind,
+        "method": method,
+        **detail,
+        "dataset": data.name,
+        "n": int(n),
+        "latent_dim": int(d),
+        "seed": seed,
+        "reduce_time_s": round(reduce_s, 2),
+        "metrics": metrics,
     }
     out = loaded.run_dir / "embed"
     out.mkdir(parents=True, exist_ok=True)
     stem = map_name(method, n if n != len(y_all) else None, perplexity, seed)
-    files = [_plot(out / f"{stem}.png", xy, y, data.classes, info), _csv(out / f"{stem}.csv", xy, y, idx),
-             runs.write_json(out / f"{stem}.json", info)]
+    files = [
+        _plot(out / f"{stem}.png", xy, y, data.classes, info),
+        _csv(out / f"{stem}.csv", xy, y, idx),
+        runs.write_json(out / f"{stem}.json", info),
+    ]
     return EmbedResult(loaded.run_dir, method, files, info)
 
 
@@ -229,10 +285,14 @@ def _fmt(v: float | None) -> str:
 def _plot(path: Path, xy: np.ndarray, y: np.ndarray, classes: list[str], info: dict) -> Path:
     m = info["metrics"]
     name = {"pca": "PCA", "tsne": "t-SNE"}[info["method"]] if info["latent_dim"] > 2 else "codes"
-    title = (f"{Path(info['run']).name}: {info['latent_dim']}-D {'μ' if info['kind'] == 'vae' else 'codes'} of {info['n']:,} test images, {name}\n"
-             f"5-NN acc latent {_fmt(m['knn5_latent'])} / map {_fmt(m['knn5_map'])}   silhouette {_fmt(m['silhouette_latent'])} / "
-             f"{_fmt(m['silhouette_map'])}   trustworthiness {_fmt(m['trustworthiness_k10'])}")
-    return plots.scatter_labels(xy, y, classes, path, title=title, xlabel=f"{name} 1", ylabel=f"{name} 2")
+    title = (
+        f"{Path(info['run']).name}: {info['latent_dim']}-D {'μ' if info['kind'] == 'vae' else 'codes'} of {info['n']:,} test images, {name}\n"
+        f"5-NN acc latent {_fmt(m['knn5_latent'])} / map {_fmt(m['knn5_map'])}   silhouette {_fmt(m['silhouette_latent'])} / "
+        f"{_fmt(m['silhouette_map'])}   trustworthiness {_fmt(m['trustworthiness_k10'])}"
+    )
+    return plots.scatter_labels(
+        xy, y, classes, path, title=title, xlabel=f"{name} 1", ylabel=f"{name} 2"
+    )
 
 
 def _csv(path: Path, xy: np.ndarray, y: np.ndarray, idx: np.ndarray) -> Path:

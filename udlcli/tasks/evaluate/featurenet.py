@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from udlcli import ui
-from udlcli.data import ImageDataset, TensorImages
-from udlcli.data.sources import default_cache_dir
 from udlcli.core import runs
 from udlcli.core.device import describe, resolve_device
+from udlcli.data import ImageDataset, TensorImages
+from udlcli.data.sources import default_cache_dir
 from udlcli.errors import CheckpointError, DataError
 
 RECIPE = 3
@@ -72,17 +72,26 @@ class FeatureNet:
             probs.append(self.model.data_probs(f).cpu())  # (B, C)
         return torch.cat(feats).numpy(), torch.cat(probs).numpy()
 
-    def embed_split(self, split: TensorImages, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    def embed_split(
+        self, split: TensorImages, batch_size: int = 1000
+    ) -> tuple[np.ndarray, np.ndarray]:
         return self.embed(split.images(), batch_size)
 
     def info(self) -> dict:
         """What evaluation.json and the table footer say about the yardstick."""
         r = self.record
         return {
-            "sha256": self.sha256, "shipped": self.shipped, "source": str(self.source), "dataset": (r.get("dataset") or {}).get("name"),
-            "recipe": r.get("recipe"), "test_accuracy": r.get("test_accuracy"), "features": (r.get("model") or {}).get("features"),
+            "sha256": self.sha256,
+            "shipped": self.shipped,
+            "source": str(self.source),
+            "dataset": (r.get("dataset") or {}).get("name"),
+            "recipe": r.get("recipe"),
+            "test_accuracy": r.get("test_accuracy"),
+            "features": (r.get("model") or {}).get("features"),
             "train_size": (r.get("dataset") or {}).get("train_size"),
-            "note": None if self.shipped else "a network trained on this machine: these numbers compare only with numbers from a network of the same sha256",
+            "note": None
+            if self.shipped
+            else "a network trained on this machine: these numbers compare only with numbers from a network of the same sha256",
         }
 
 
@@ -109,7 +118,9 @@ def save_network(model: torch.nn.Module, record: dict, path: Path) -> str:
     return sha256_of(path)
 
 
-def load_network(path: Path, device: str = "auto", expected_sha256: str | None = None, shipped: bool = False) -> FeatureNet:
+def load_network(
+    path: Path, device: str = "auto", expected_sha256: str | None = None, shipped: bool = False
+) -> FeatureNet:
     """A feature network from its .safetensors file (no pickle: only tensors and a JSON header are read)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -118,16 +129,29 @@ def load_network(path: Path, device: str = "auto", expected_sha256: str | None =
 
     digest = sha256_of(path)
     if expected_sha256 is not None and digest != expected_sha256:
-        raise CheckpointError(f"{path}: SHA-256 {digest[:12]}… is not the {expected_sha256[:12]}… it was shipped with; reinstall udl")
+        raise CheckpointError(
+            f"{path}: SHA-256 {digest[:12]}… is not the {expected_sha256[:12]}… it was shipped with; reinstall udl"
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             record = json.loads((f.metadata() or {})["udl"])
         state = load_file(str(path))
         m, d = record["model"], record["data"]
-        model = LeNet(m["channels"], m["features"], m["classes"], m["dropout"], d["mean"], d["std"], m.get("reject", False), m.get("negatives", 0.0))
+        model = LeNet(
+            m["channels"],
+            m["features"],
+            m["classes"],
+            m["dropout"],
+            d["mean"],
+            d["std"],
+            m.get("reject", False),
+            m.get("negatives", 0.0),
+        )
         model.load_state_dict(state)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{path} is not a readable udl feature network ({e.__class__.__name__}); delete it to retrain, or reinstall udl") from None
+        raise CheckpointError(
+            f"{path} is not a readable udl feature network ({e.__class__.__name__}); delete it to retrain, or reinstall udl"
+        ) from None
     dev = resolve_device(device)
     return FeatureNet(model.to(dev).eval(), path, record, dev, digest, shipped)
 
@@ -178,12 +202,16 @@ def cache_root() -> Path:
 
 def find_cached(key: str) -> Path | None:
     """The run folder of a finished feature network for this dataset key and recipe, or None."""
-    for run_dir in sorted((cache_root() / "lenet").glob(f"{key}*"), key=runs._natural_key):
+    for run_dir in sorted((cache_root() / "lenet").glob(f"{key}*"), key=runs.natural_key):
         try:
             rec = json.loads((run_dir / RECORD).read_text())
         except (OSError, ValueError):
             continue  # no record: an interrupted training, or another dataset's folder
-        if rec.get("key") == key and rec.get("recipe") == RECIPE and (run_dir / WEIGHTS_FILE).is_file():
+        if (
+            rec.get("key") == key
+            and rec.get("recipe") == RECIPE
+            and (run_dir / WEIGHTS_FILE).is_file()
+        ):
             return run_dir
     return None
 
@@ -204,21 +232,35 @@ def featurenet_for(
     """
     entry = shipped_entry(data.name) if shipped and epochs is None and limit is None else None
     if entry is not None:
-        return load_network(SHIPPED_DIR / entry["file"], device, expected_sha256=entry["sha256"], shipped=True)
+        return load_network(
+            SHIPPED_DIR / entry["file"], device, expected_sha256=entry["sha256"], shipped=True
+        )
     key = dataset_key(data.name, limit)
-    run_dir = find_cached(key) or train_network(data, key, data_dir, device, epochs, limit, cache_root())
+    run_dir = find_cached(key) or train_network(
+        data, key, data_dir, device, epochs, limit, cache_root()
+    )
     net = load_network(run_dir / WEIGHTS_FILE, device)
     recorded = json.loads((run_dir / RECORD).read_text()).get("sha256")
     if recorded != net.sha256:
-        raise CheckpointError(f"{run_dir / WEIGHTS_FILE} changed since it was trained (SHA-256 {net.sha256[:12]}…, recorded {str(recorded)[:12]}…); delete {run_dir} to retrain")
+        raise CheckpointError(
+            f"{run_dir / WEIGHTS_FILE} changed since it was trained (SHA-256 {net.sha256[:12]}…, recorded {str(recorded)[:12]}…); delete {run_dir} to retrain"
+        )
     return net
 
 
-def train_network(data: ImageDataset, key: str, data_dir, device: str, epochs: int | None, limit: int | None, root: Path) -> Path:
+def train_network(
+    data: ImageDataset,
+    key: str,
+    data_dir,
+    device: str,
+    epochs: int | None,
+    limit: int | None,
+    root: Path,
+) -> Path:
     """Train a feature network with the shared trainer into root/lenet/<key>/; the same recipe makes the shipped ones."""
     from udlcli.core.loading import load_run
     from udlcli.core.spec import resolve_spec, spec_to_dict
-    from udlcli.tasks.train.run import RunOptions, train
+    from udlcli.tasks.train import RunOptions, train
 
     if int((data.train.y >= 0).sum()) < len(data.train) or len(data.classes) < 2:
         raise DataError(
@@ -226,17 +268,30 @@ def train_network(data: ImageDataset, key: str, data_dir, device: str, epochs: i
             "is a classifier, so give a dataset with one sub-folder per class (or evaluate against mnist)"
         )
     if not writable(root):
-        raise DataError(f"cannot write the feature network's cache in {root}; set UDL_CACHE_DIR to a writable folder")
+        raise DataError(
+            f"cannot write the feature network's cache in {root}; set UDL_CACHE_DIR to a writable folder"
+        )
     if limit:
-        data = dataclasses.replace(data, train=TensorImages(data.train.x[:limit], data.train.y[:limit]))
+        data = dataclasses.replace(
+            data, train=TensorImages(data.train.x[:limit], data.train.y[:limit])
+        )
     flags = {
         # 10% held out for choosing the best epoch is plenty for a classifier; the rest trains it.
-        "data.dataset": data.name, "data.data_dir": str(data_dir) if data_dir else None, "data.limit": limit, "data.val_fraction": 0.1,
-        "model.classes": len(data.classes), "train.epochs": epochs, "train.device": device,
+        "data.dataset": data.name,
+        "data.data_dir": str(data_dir) if data_dir else None,
+        "data.limit": limit,
+        "data.val_fraction": 0.1,
+        "model.classes": len(data.classes),
+        "train.epochs": epochs,
+        "train.device": device,
     }
     spec = resolve_spec("lenet", flags=flags)
-    ui.info(f"udl evaluate needs a feature network for {data.name}: training it once ({spec.train.epochs} epochs); it is cached in {root}")
-    result = train(spec, RunOptions(out=root, name=key, command="udl evaluate (feature network)"), data=data)
+    ui.info(
+        f"udl evaluate needs a feature network for {data.name}: training it once ({spec.train.epochs} epochs); it is cached in {root}"
+    )
+    result = train(
+        spec, RunOptions(out=root, name=key, command="udl evaluate (feature network)"), data=data
+    )
     s = result.summary
     acc = s["test"].get("acc", float("nan"))
     d = spec_to_dict(spec)
@@ -259,7 +314,11 @@ def train_network(data: ImageDataset, key: str, data_dir, device: str, epochs: i
     best = load_run(result.run_dir, kinds=("lenet",))  # the epoch of lowest validation loss
     record["sha256"] = save_network(best.model, record, result.run_dir / WEIGHTS_FILE)
     runs.write_json(result.run_dir / RECORD, record)  # last: marks the cache entry complete
-    ui.info(f"feature network: test accuracy {acc:.2%}; sha256 {record['sha256'][:12]}…; cached in [cyan]{result.run_dir}[/]")
+    ui.info(
+        f"feature network: test accuracy {acc:.2%}; sha256 {record['sha256'][:12]}…; cached in [cyan]{result.run_dir}[/]"
+    )
     if data.name == "mnist" and not limit and acc < MNIST_ACCURACY_BAR:
-        ui.warn(f"the feature network reached only {acc:.2%} MNIST test accuracy (expected >= {MNIST_ACCURACY_BAR:.0%}); FIDs from it are less reliable")
+        ui.warn(
+            f"the feature network reached only {acc:.2%} MNIST test accuracy (expected >= {MNIST_ACCURACY_BAR:.0%}); FIDs from it are less reliable"
+        )
     return result.run_dir

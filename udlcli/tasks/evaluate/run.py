@@ -11,21 +11,21 @@ from __future__ import annotations
 import importlib
 import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from udlcli import metrics
-from udlcli.data import load_dataset, sources
 from udlcli.core import runs
 from udlcli.core.checkpoint import load_checkpoint
-from udlcli.tasks.evaluate.featurenet import FeatureNet, featurenet_for, writable
-from udlcli.core.latent import status
+from udlcli.core.progress import status
+from udlcli.data import load_dataset, sources
 from udlcli.errors import CheckpointError, DataError, SpecError, a_kind
+from udlcli.tasks.evaluate.featurenet import FeatureNet, featurenet_for, writable
 
 # Run kind -> "module:function" of its sampler, imported only when used. Every sampler has the
 # signature generate(run: Path, n: int, seed: int = 0, device: str = "cpu") -> (n, 1, 28, 28) float32 in [0, 1] on the CPU.
@@ -98,7 +98,9 @@ def _import(target: str, kind: str) -> Callable:
     try:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
-        raise CheckpointError(f"sampling {kind} runs is not available in this version of udl ({target} not found); evaluate another run or --images") from None
+        raise CheckpointError(
+            f"sampling {kind} runs is not available in this version of udl ({target} not found); evaluate another run or --images"
+        ) from None
     return fn
 
 
@@ -108,12 +110,23 @@ def run_source(path: str | Path) -> Source:
     payload = load_checkpoint(ck)
     kind = payload.get("kind") or "unknown"
     if kind in NOT_GENERATIVE:
-        raise CheckpointError(f"{run_dir} is {a_kind(kind)} run: {NOT_GENERATIVE[kind]}; evaluate an AE, VAE or GAN run, or --images, instead")
+        raise CheckpointError(
+            f"{run_dir} is {a_kind(kind)} run: {NOT_GENERATIVE[kind]}; evaluate an AE, VAE or GAN run, or --images, instead"
+        )
     if kind not in GENERATORS:
-        raise CheckpointError(f"{run_dir} is {a_kind(kind)} run, which cannot generate images; evaluate an AE, VAE or GAN run, or --images, instead")
+        raise CheckpointError(
+            f"{run_dir} is {a_kind(kind)} run, which cannot generate images; evaluate an AE, VAE or GAN run, or --images, instead"
+        )
     spec_data = (payload.get("spec") or {}).get("data") or {}
     dataset = (payload.get("data") or {}).get("name") or spec_data.get("dataset")
-    return Source(str(run_dir), kind, run_dir, dataset, spec_data.get("data_dir"), _import(GENERATORS[kind], kind))
+    return Source(
+        str(run_dir),
+        kind,
+        run_dir,
+        dataset,
+        spec_data.get("data_dir"),
+        _import(GENERATORS[kind], kind),
+    )
 
 
 def load_images(folder: str | Path) -> torch.Tensor:
@@ -122,10 +135,14 @@ def load_images(folder: str | Path) -> torch.Tensor:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"--images {folder}: no such folder; give a folder of 28x28 grayscale images")
+        raise DataError(
+            f"--images {folder}: no such folder; give a folder of 28x28 grayscale images"
+        )
     files = sources.list_images(folder)
     if len(files) < 2:
-        raise DataError(f"--images {folder}: found {len(files)} image(s); FID and precision/recall need at least 2")
+        raise DataError(
+            f"--images {folder}: found {len(files)} image(s); FID and precision/recall need at least 2"
+        )
     out = np.empty((len(files), SIZE, SIZE), np.uint8)
     for i, f in enumerate(files):
         try:
@@ -134,24 +151,38 @@ def load_images(folder: str | Path) -> torch.Tensor:
                 size, mode = im.size, im.mode
                 gray = im.convert("L")
                 # PNGs written by matplotlib are RGBA even for gray images: accept colour modes whose channels agree.
-                rgb = np.asarray(im.convert("RGB"), np.int16) if mode not in ("L", "1", "I", "I;16", "F") else None
+                rgb = (
+                    np.asarray(im.convert("RGB"), np.int16)
+                    if mode not in ("L", "1", "I", "I;16", "F")
+                    else None
+                )
         except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(f"{f}: not a readable image ({e.__class__.__name__}); remove it or convert it to PNG") from None
+            raise DataError(
+                f"{f}: not a readable image ({e.__class__.__name__}); remove it or convert it to PNG"
+            ) from None
         if size != (SIZE, SIZE):
-            raise DataError(f"{f} is {size[0]}x{size[1]} ({mode}); udl evaluate needs 28x28 grayscale images like the dataset's, so resize them first")
+            raise DataError(
+                f"{f} is {size[0]}x{size[1]} ({mode}); udl evaluate needs 28x28 grayscale images like the dataset's, so resize them first"
+            )
         if rgb is not None and not (np.abs(rgb - rgb[..., :1]) <= 1).all():
-            raise DataError(f"{f} is a colour image (mode {mode}); udl evaluate needs 28x28 grayscale images, so convert it to grayscale first")
+            raise DataError(
+                f"{f} is a colour image (mode {mode}); udl evaluate needs 28x28 grayscale images, so convert it to grayscale first"
+            )
         out[i] = np.asarray(gray, np.uint8)
     return torch.from_numpy(out).unsqueeze(1).float().div_(255.0)
 
 
 def _check_images(x: torch.Tensor, label: str) -> torch.Tensor:
     if x.ndim != 4 or tuple(x.shape[1:]) != (1, SIZE, SIZE):
-        raise DataError(f"{label} gave images of shape {tuple(x.shape)}; udl evaluate needs (N, 1, 28, 28) grayscale images")
+        raise DataError(
+            f"{label} gave images of shape {tuple(x.shape)}; udl evaluate needs (N, 1, 28, 28) grayscale images"
+        )
     if len(x) < 2:
         raise DataError(f"{label} gave {len(x)} image(s); FID and precision/recall need at least 2")
     if not torch.isfinite(x).all():
-        raise DataError(f"{label} gave images with NaN or infinite pixels; the run may have diverged")
+        raise DataError(
+            f"{label} gave images with NaN or infinite pixels; the run may have diverged"
+        )
     return x.float().clamp(0, 1)
 
 
@@ -190,7 +221,9 @@ def evaluate(
 
     data = load_dataset(name, data_dir)
     net = featurenet_for(data, data_dir, device, epochs=featurenet_epochs, limit=featurenet_limit)
-    with status(f"features of the {data.name} test split ({len(data.test):,} images), the reference of every row"):
+    with status(
+        f"features of the {data.name} test split ({len(data.test):,} images), the reference of every row"
+    ):
         real, _ = net.embed_split(data.test)  # (N_test, f)
         real = Reference(real, metrics.manifold_radii(real))
     n_ref = n if run_paths else len(srcs[-1].images)
@@ -200,27 +233,44 @@ def evaluate(
 
     report = EvalReport(rows, references, data.info(), net.info(), len(data.test))
     common = {
-        "command": command, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": seed,
-        "reference": f"{data.name} test split ({len(data.test):,} images)", "dataset": report.dataset,
-        "featurenet": report.featurenet, "references": {r.label: r.metrics for r in references}, "versions": runs.versions(),
+        "command": command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "reference": f"{data.name} test split ({len(data.test):,} images)",
+        "dataset": report.dataset,
+        "featurenet": report.featurenet,
+        "references": {r.label: r.metrics for r in references},
+        "versions": runs.versions(),
     }
     for row, src in zip(rows, srcs):
-        target = images_json if src.kind == "images" else (src.path / RESULT_FILE if writable(src.path) else None)
+        target = (
+            images_json
+            if src.kind == "images"
+            else (src.path / RESULT_FILE if writable(src.path) else None)
+        )
         if target is not None:
-            runs.write_json(target, {"source": row.label, "kind": row.kind, **row.metrics, **common})
+            runs.write_json(
+                target, {"source": row.label, "kind": row.kind, **row.metrics, **common}
+            )
             row.saved = target
         else:
             hint = "; pass --json PATH to keep it" if src.kind == "images" else ""
-            report.notes.append(f"{src.path} is read-only, so its evaluation.json was not written{hint}")
+            report.notes.append(
+                f"{src.path} is read-only, so its evaluation.json was not written{hint}"
+            )
     return report
 
 
 def _dataset_name(srcs: list[Source], dataset: str | None) -> str:
     names = {s.dataset for s in srcs if s.dataset}
     if len(names) > 1:
-        raise SpecError(f"these runs were trained on different datasets ({', '.join(sorted(names))}); evaluate one dataset at a time")
+        raise SpecError(
+            f"these runs were trained on different datasets ({', '.join(sorted(names))}); evaluate one dataset at a time"
+        )
     if dataset and names and dataset not in names:
-        raise SpecError(f"--dataset {dataset}: the runs were trained on {names.pop()}; drop --dataset or evaluate runs of {dataset}")
+        raise SpecError(
+            f"--dataset {dataset}: the runs were trained on {names.pop()}; drop --dataset or evaluate runs of {dataset}"
+        )
     return dataset or (names.pop() if names else "mnist")
 
 
@@ -236,11 +286,15 @@ def _images_json_path(folder: Path, json_out: str | Path | None) -> Path | None:
 def _generate(src: Source, n: int, seed: int, device: str, data_dir) -> torch.Tensor:
     kwargs = {"seed": seed, "device": device}
     if data_dir is not None and "data_dir" in inspect.signature(src.generate).parameters:
-        kwargs["data_dir"] = data_dir  # samplers that fit something on the training split (the AE's Gaussian) read it there
+        kwargs["data_dir"] = (
+            data_dir  # samplers that fit something on the training split (the AE's Gaussian) read it there
+        )
     return src.generate(src.path, n, **kwargs)
 
 
-def _row(src: Source, net: FeatureNet, real: Reference, n: int, seed: int, device: str, data_dir) -> Row:
+def _row(
+    src: Source, net: FeatureNet, real: Reference, n: int, seed: int, device: str, data_dir
+) -> Row:
     t0 = time.perf_counter()
     if src.images is not None:
         x = src.images

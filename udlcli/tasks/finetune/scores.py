@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from udlcli import plots, ui
-from udlcli.data import TensorImages
 from udlcli.core import runs
 from udlcli.core.loading import load_run
-
-if TYPE_CHECKING:
-    from udlcli.tasks.finetune.run import Prepared
+from udlcli.data import TensorImages
+from udlcli.tasks.finetune.spec import Prepared
 
 BASELINES_FILE = "baselines.json"
 KNN_K = 5
@@ -26,11 +24,15 @@ KNN_K = 5
 def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
     """Images (N, 1, 28, 28) in [0, 1] -> class probabilities (N, classes), in eval mode."""
     model.eval()
-    return torch.cat([torch.softmax(model(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)])
+    return torch.cat(
+        [torch.softmax(model(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)]
+    )
 
 
 @torch.no_grad()
-def predict_classes(model: torch.nn.Module, data: TensorImages, batch_size: int = 2048) -> np.ndarray:
+def predict_classes(
+    model: torch.nn.Module, data: TensorImages, batch_size: int = 2048
+) -> np.ndarray:
     model.eval()
     return torch.cat([model(x).argmax(1) for x, _ in data.batches(batch_size)]).cpu().numpy()
 
@@ -38,8 +40,18 @@ def predict_classes(model: torch.nn.Module, data: TensorImages, batch_size: int 
 def per_class_scores(true: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str, dict]:
     from sklearn.metrics import precision_recall_fscore_support
 
-    p, r, f, n = precision_recall_fscore_support(true, pred, labels=range(len(classes)), zero_division=0)
-    return {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(n[i])} for i, c in enumerate(classes)}
+    p, r, f, n = precision_recall_fscore_support(
+        true, pred, labels=range(len(classes)), zero_division=0
+    )
+    return {
+        c: {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(n[i]),
+        }
+        for i, c in enumerate(classes)
+    }
 
 
 @torch.no_grad()
@@ -67,12 +79,20 @@ def baselines(prep: Prepared, run_dir: Path | None = None) -> dict:
     from udlcli.models import get
 
     t0 = time.perf_counter()
-    frozen = get("classifier").build(prep.run_spec.model.model_copy(update={"unfreeze": False}), prep.run_spec.data)
+    frozen = get("classifier").build(
+        prep.run_spec.model.model_copy(update={"unfreeze": False}), prep.run_spec.data
+    )
     frozen.load_encoder(prep.ae.model)
     frozen.to(prep.device)
     train_split, _ = prep.data.split(prep.run_spec.data.val_fraction, prep.run_spec.train.seed)
-    ztr, ytr = features_of(frozen, train_split.to(prep.device)).double().cpu().numpy(), train_split.y.numpy()
-    zte, yte = features_of(frozen, prep.data.test.to(prep.device)).double().cpu().numpy(), prep.data.test.y.numpy()
+    ztr, ytr = (
+        features_of(frozen, train_split.to(prep.device)).double().cpu().numpy(),
+        train_split.y.numpy(),
+    )
+    zte, yte = (
+        features_of(frozen, prep.data.test.to(prep.device)).double().cpu().numpy(),
+        prep.data.test.y.numpy(),
+    )
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     probe.fit(ztr, ytr)
     knn = KNeighborsClassifier(n_neighbors=KNN_K).fit(ztr, ytr)
@@ -82,25 +102,44 @@ def baselines(prep: Prepared, run_dir: Path | None = None) -> dict:
         f"knn{KNN_K}": float((knn.predict(zte) == yte).mean()),
         "time_s": round(time.perf_counter() - t0, 2),
     }
-    ui.info(f"baselines on the AE's {out['features']} features: linear probe {out['linear_probe']:.2%}, {KNN_K}-NN {out[f'knn{KNN_K}']:.2%} test accuracy")
+    ui.info(
+        f"baselines on the AE's {out['features']} features: linear probe {out['linear_probe']:.2%}, {KNN_K}-NN {out[f'knn{KNN_K}']:.2%} test accuracy"
+    )
     if run_dir is not None:
         runs.write_json(run_dir / BASELINES_FILE, out)
     return out
 
 
-def write_figures(run_dir: Path, history: list[dict], test: TensorImages, true: np.ndarray, pred: np.ndarray, classes: list[str]) -> None:
+def write_figures(
+    run_dir: Path,
+    history: list[dict],
+    test: TensorImages,
+    true: np.ndarray,
+    pred: np.ndarray,
+    classes: list[str],
+) -> None:
     from sklearn.metrics import confusion_matrix
 
     fig = run_dir / "figures"
     plots.loss_curves(history, fig / "loss.png", keys=("loss", "acc"), title=f"{run_dir.name}:")
     cm = confusion_matrix(true, pred, labels=range(len(classes)), normalize="true")
-    plots.confusion(cm, classes, fig / "confusion.png", title=f"{run_dir.name}: confusion matrix (rows: true class, normalised)")
+    plots.confusion(
+        cm,
+        classes,
+        fig / "confusion.png",
+        title=f"{run_dir.name}: confusion matrix (rows: true class, normalised)",
+    )
     wrong = np.flatnonzero(true != pred)[:64]  # the first misclassified test images, in test order
     if len(wrong):
         x = test.images(torch.as_tensor(wrong, device=test.x.device))
         labels = [f"{classes[true[i]]}→{classes[pred[i]]}" for i in wrong]
-        plots.image_grid(x, fig / "mistakes.png", nrow=min(8, len(wrong)), labels=labels,
-                         title=f"Misclassified test images (true→predicted), {int((true != pred).sum())} of {len(true)}")
+        plots.image_grid(
+            x,
+            fig / "mistakes.png",
+            nrow=min(8, len(wrong)),
+            labels=labels,
+            title=f"Misclassified test images (true→predicted), {int((true != pred).sum())} of {len(true)}",
+        )
 
 
 # ---------------------------------------------------------------- --predict
@@ -114,18 +153,31 @@ class Prediction:
     notes: list[str]
 
 
-def predict(paths: Sequence[str | Path], run: str | Path | None = None, root: str | Path = "runs") -> Prediction:
+def predict(
+    paths: Sequence[str | Path], run: str | Path | None = None, root: str | Path = "runs"
+) -> Prediction:
     """Classify a user's image files with a classifier run (the newest under root when run is None)."""
     from udlcli.data.user_images import load_user_images
 
     imgs = load_user_images(paths)
-    loaded = load_run(run, root, kinds=("classifier",), hint="--run takes a run written by udl finetune")
-    classes = (loaded.payload.get("data") or {}).get("classes") or [str(i) for i in range(loaded.spec.model.classes)]
+    loaded = load_run(
+        run, root, kinds=("classifier",), hint="--run takes a run written by udl finetune"
+    )
+    classes = (loaded.payload.get("data") or {}).get("classes") or [
+        str(i) for i in range(loaded.spec.model.classes)
+    ]
     probs = predict_proba(loaded.model, imgs.x)  # (N, classes)
     p, c = probs.max(1)
     rows = [
-        {"file": str(f), "class": int(ci), "label": classes[int(ci)], "probability": round(float(pi), 6),
-         "resized": r, "inverted": inv, "size": list(s)}
+        {
+            "file": str(f),
+            "class": int(ci),
+            "label": classes[int(ci)],
+            "probability": round(float(pi), 6),
+            "resized": r,
+            "inverted": inv,
+            "size": list(s),
+        }
         for f, ci, pi, r, inv, s in zip(imgs.paths, c, p, imgs.resized, imgs.inverted, imgs.sizes)
     ]
     return Prediction(loaded.run_dir, rows, imgs.notes)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from udlcli.core import runs
 from udlcli.core.device import describe
+from udlcli.core.images import tile
 
 EQUILIBRIUM_G = math.log(2)  # G loss when D(G(z)) = 1/2
 EQUILIBRIUM_D = 2 * math.log(2)  # D loss (real + fake terms) when D outputs 1/2 everywhere
@@ -20,18 +21,12 @@ EQUILIBRIUM_D = 2 * math.log(2)  # D loss (real + fake terms) when D outputs 1/2
 # ---------------------------------------------------------------- images
 
 
-def grid_image(images: torch.Tensor, ncol: int | None = None, scale: int = 2, pad: int = 2, caption: str = "") -> Image.Image:
+def grid_image(
+    images: torch.Tensor, ncol: int | None = None, scale: int = 2, pad: int = 2, caption: str = ""
+) -> Image.Image:
     """Tile images (B, 1, 28, 28) in [0, 1] into one grayscale PIL image, optionally with a caption strip on top."""
-    a = (images.detach().float().clamp(0, 1).cpu().numpy().reshape(len(images), 28, 28) * 255).round().astype(np.uint8)
-    n = len(a)
-    ncol = ncol or int(math.ceil(math.sqrt(n)))
-    nrow = int(math.ceil(n / ncol))
-    cell = 28 + pad
-    canvas = np.full((nrow * cell + pad, ncol * cell + pad), 64, np.uint8)  # dark grey gaps between digits
-    for i, img in enumerate(a):
-        r, c = divmod(i, ncol)
-        canvas[pad + r * cell : pad + r * cell + 28, pad + c * cell : pad + c * cell + 28] = img
-    out = Image.fromarray(canvas, mode="L")
+    mosaic = tile(images, ncol, pad=pad, fill=64 / 255)  # dark grey gaps between digits
+    out = Image.fromarray((mosaic * 255).round().astype(np.uint8), mode="L")
     if scale > 1:
         out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
     if caption:
@@ -59,7 +54,11 @@ def save_grid(images: torch.Tensor, path: Path, caption: str = "", ncol: int | N
 def save_individual(images: torch.Tensor, folder: Path, prefix: str = "sample") -> list[Path]:
     """One 28x28 grayscale PNG per image (B, 1, 28, 28) in [0, 1]: sample_0000.png, sample_0001.png, ..."""
     folder.mkdir(parents=True, exist_ok=True)
-    a = (images.detach().float().clamp(0, 1).cpu().numpy().reshape(len(images), 28, 28) * 255).round().astype(np.uint8)
+    a = (
+        (images.detach().float().clamp(0, 1).cpu().numpy().reshape(len(images), 28, 28) * 255)
+        .round()
+        .astype(np.uint8)
+    )
     width = max(4, len(str(len(a) - 1)))
     paths = []
     for i, img in enumerate(a):
@@ -69,11 +68,15 @@ def save_individual(images: torch.Tensor, folder: Path, prefix: str = "sample") 
     return paths
 
 
-def write_gif(frames: Sequence[Path], path: Path, ms_per_frame: int = 250, hold_last_ms: int = 1500) -> Path:
+def write_gif(
+    frames: Sequence[Path], path: Path, ms_per_frame: int = 250, hold_last_ms: int = 1500
+) -> Path:
     """An animated GIF of the given PNG frames (one per epoch), looping, the last frame held longer."""
     images = [Image.open(f).convert("L") for f in frames]
     durations = [ms_per_frame] * (len(images) - 1) + [hold_last_ms]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=False)
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=False
+    )
     return path
 
 
@@ -93,54 +96,109 @@ def loss_figure(iters: np.ndarray, epoch_ends: Sequence[int], path: Path, title:
 
     iters: (N, 2) array of [D loss, G loss] per iteration; epoch_ends: iteration count at each epoch's end.
     """
-    from udlcli.plots import _save, plt
+    from udlcli.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
     x = np.arange(1, len(iters) + 1)
     window = max(5, min(200, len(iters) // 40))
     starts = [0, *epoch_ends[:-1]]
-    for col, name, color, eq in ((1, "G", "tab:blue", EQUILIBRIUM_G), (0, "D", "tab:orange", EQUILIBRIUM_D)):
+    for col, name, color, eq in (
+        (1, "G", "tab:blue", EQUILIBRIUM_G),
+        (0, "D", "tab:orange", EQUILIBRIUM_D),
+    ):
         v = iters[:, col]
         ax.plot(x, v, color=color, alpha=0.15, lw=0.6)
-        ax.plot(x, _moving_average(v, window), color=color, lw=1.6, label=f"{name} loss (mean of last {window} iterations)")
+        ax.plot(
+            x,
+            _moving_average(v, window),
+            color=color,
+            lw=1.6,
+            label=f"{name} loss (mean of last {window} iterations)",
+        )
         means = [v[s:e].mean() for s, e in zip(starts, epoch_ends) if e > s]
-        ax.plot([e for s, e in zip(starts, epoch_ends) if e > s], means, "o", color=color, ms=3.5, mec="k", mew=0.4, label=f"{name} loss, epoch mean")
+        ax.plot(
+            [e for s, e in zip(starts, epoch_ends) if e > s],
+            means,
+            "o",
+            color=color,
+            ms=3.5,
+            mec="k",
+            mew=0.4,
+            label=f"{name} loss, epoch mean",
+        )
         ax.axhline(eq, color=color, ls=":", lw=1)
     ax.set_xlabel("iteration (dotted: the equilibrium values ln 2 for G, 2 ln 2 for D)")
     ax.set_ylabel("binary cross-entropy")
     ax.set_title(title or "GAN losses: generator and discriminator")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- the run folder's figures and summary
 
 
-def write_outputs(trainer, data, device: torch.device, wall: float, status: str) -> dict:
-    """Loss figure, progress GIF, final samples and summary.json of a GanTrainer, from whatever epochs are done."""
-    run_dir, h = trainer.run_dir, trainer.history
+def write_outputs(
+    run_dir: Path,
+    spec,
+    model,
+    history: list[dict],
+    iters: torch.Tensor,
+    n_batches: int,
+    failures: dict,
+    data_info: dict,
+    device: torch.device,
+    wall: float,
+    status: str,
+) -> dict:
+    """Loss figure, progress GIF, final samples and summary.json of a GAN run, from whatever epochs are done.
+
+    model is the GAN (its G and to_pixels); iters the per-iteration [D loss, G loss, D(x), D(G(z))] (N, 4).
+    """
+    from udlcli.core.lifecycle import timing
+
+    h = history
     if h:
-        n = trainer.data.n_batches(trainer.spec.train.batch_size)
-        loss_figure(trainer.iters[:, :2].numpy(), [n * (i + 1) for i in range(len(h))], run_dir / "figures" / "losses.png",
-                    title=f"{run_dir.name}: GAN losses ({trainer.spec.model.arch}, {len(h)} epochs)")
+        loss_figure(
+            iters[:, :2].numpy(),
+            [n_batches * (i + 1) for i in range(len(h))],
+            run_dir / "figures" / "losses.png",
+            title=f"{run_dir.name}: GAN losses ({spec.model.arch}, {len(h)} epochs)",
+        )
     frames = sorted((run_dir / "samples").glob("epoch_*.png"))
     if frames:
         write_gif(frames, run_dir / "samples" / "progress.gif")
-    z = torch.randn(100, trainer.spec.model.noise_dim, generator=torch.Generator().manual_seed(trainer.spec.train.seed + 3))
-    trainer.G.eval()
+    z = torch.randn(
+        100, spec.model.noise_dim, generator=torch.Generator().manual_seed(spec.train.seed + 3)
+    )
+    model.G.eval()
     with torch.no_grad():
-        final = trainer.to_pixels(trainer.G(z.to(device))).cpu()
-    trainer.G.train()
-    save_grid(final, run_dir / "figures" / "final_samples.png", caption=f"100 samples after {trainer.epoch} epoch{'s' if trainer.epoch != 1 else ''}", ncol=10)
+        final = model.to_pixels(model.G(z.to(device))).cpu()
+    model.G.train()
+    epochs = h[-1]["epoch"] if h else 0
+    save_grid(
+        final,
+        run_dir / "figures" / "final_samples.png",
+        caption=f"100 samples after {epochs} epoch{'s' if epochs != 1 else ''}",
+        ncol=10,
+    )
     summary = {
-        "model": "gan", "arch": trainer.spec.model.arch, "status": status, "epochs": trainer.epoch,
-        "final": {k: h[-1][k] for k in ("d_loss", "g_loss", "d_real", "d_fake", "diversity")} if h else {},
-        "failure_detected": bool(trainer.failures), "failures": trainer.failures,
-        "wall_time_s": round(wall, 2), "train_time_s": round(sum(r["time_s"] for r in h), 2),
-        "images_per_s": round(float(np.mean([r["images_per_s"] for r in h])), 1) if h else 0.0,
-        "dataset": data.info(), "device": describe(device),
-        "params": {"G": sum(p.numel() for p in trainer.G.parameters()), "D": sum(p.numel() for p in trainer.D.parameters())},
+        "model": "gan",
+        "arch": spec.model.arch,
+        "status": status,
+        "epochs": epochs,
+        "final": {k: h[-1][k] for k in ("d_loss", "g_loss", "d_real", "d_fake", "diversity")}
+        if h
+        else {},
+        "failure_detected": bool(failures),
+        "failures": failures,
+        **timing(h, wall),
+        "dataset": data_info,
+        "device": describe(device),
+        "params": {
+            "G": sum(p.numel() for p in model.G.parameters()),
+            "D": sum(p.numel() for p in model.D.parameters()),
+        },
     }
     runs.write_json(run_dir / "summary.json", summary)
     return summary
@@ -173,7 +231,8 @@ def detect_d_wins(history: Sequence[dict], patience: int, floor: float) -> Failu
         win = history[end - patience : end]
         if all(r["d_loss"] < floor for r in win) and win[-1]["g_loss"] > win[0]["g_loss"]:
             return Failure(
-                "d_wins", win[-1]["epoch"],
+                "d_wins",
+                win[-1]["epoch"],
                 f"the discriminator won: D loss stayed below {floor} for epochs {win[0]['epoch']}-{win[-1]['epoch']} "
                 f"while G loss climbed from {win[0]['g_loss']:.3g} to {win[-1]['g_loss']:.3g}, so G gets no useful gradient. "
                 "Try one-sided label smoothing (--set train.label_smoothing=0.1), a lower discriminator learning rate "
@@ -188,7 +247,8 @@ def detect_collapse(history: Sequence[dict], patience: int, ratio: float) -> Fai
         win = history[end - patience : end]
         if all(r["diversity"] < ratio for r in win):
             return Failure(
-                "mode_collapse", win[-1]["epoch"],
+                "mode_collapse",
+                win[-1]["epoch"],
                 f"mode collapse: the fixed noise batch gives nearly identical samples (mean pairwise distance "
                 f"{win[-1]['diversity']:.2f}x that of real images, below {ratio}) for epochs {win[0]['epoch']}-{win[-1]['epoch']}. "
                 "Restart with another --seed, a lower --lr (1e-4), one-sided label smoothing (--set train.label_smoothing=0.1), "

@@ -24,11 +24,29 @@ SECTIONS: list[tuple[str, set[tuple[str, str | None]]]] = [
 
 # The original report's numbers (shared/reference/seed-report.md), under the labels our steps use.
 REFERENCE: dict[tuple[str, str | None], dict[str, Any]] = {
-    ("tune", "ae"): {"trials": "100, at most 40 epochs each", "best channels": 12, "best latent_dim": 7, "best optimizer": "adam",
-                     "best lr": 0.002218, "best weight_decay": 1.01e-5},
-    ("train", "ae"): {"channels": 12, "latent_dim": 7, "optimizer": "adam", "lr": 0.002218, "weight decay": 1.01e-5},
-    ("tune", "finetune"): {"trials": "50", "best hidden": 928, "best dropout": 0.104258, "best optimizer": "adam", "best lr": 0.001839,
-                           "best weight_decay": 5.81e-5},
+    ("tune", "ae"): {
+        "trials": "100, at most 40 epochs each",
+        "best channels": 12,
+        "best latent_dim": 7,
+        "best optimizer": "adam",
+        "best lr": 0.002218,
+        "best weight_decay": 1.01e-5,
+    },
+    ("train", "ae"): {
+        "channels": 12,
+        "latent_dim": 7,
+        "optimizer": "adam",
+        "lr": 0.002218,
+        "weight decay": 1.01e-5,
+    },
+    ("tune", "finetune"): {
+        "trials": "50",
+        "best hidden": 928,
+        "best dropout": 0.104258,
+        "best optimizer": "adam",
+        "best lr": 0.001839,
+        "best weight_decay": 5.81e-5,
+    },
     ("finetune", None): {"hidden": 928, "dropout": 0.104258, "test accuracy": 0.963},
 }
 
@@ -83,28 +101,50 @@ def _blocks(report_dir: Path, study: Study, states: dict[str, dict], settings: d
     b: list[Block] = [("h1", f"{study.name}: unsupervised deep learning on image data")]
     if study.description:
         b.append(("p", study.description))
-    b.append(("p", f"Made by udl reproduce from {settings.get('source', study.path)}, profile {study.profile}: "
-                   f"{len(done)} of {len(study.steps)} steps done. The original report's numbers stand beside ours where it gives them."))
+    b.append(
+        (
+            "p",
+            f"Made by udl reproduce from {settings.get('source', study.path)}, profile {study.profile}: "
+            f"{len(done)} of {len(study.steps)} steps done. The original report's numbers stand beside ours where it gives them.",
+        )
+    )
     s = _summary_of(states)
     rows = []
     if s:
         d = s["dataset"]
-        rows += [["dataset", f"{d['name']}: {d['train_size']:,} training images (80/20 train/validation split) and {d['test_size']:,} test images"],
-                 ["device", str(s.get("device", "n/a"))]]
+        rows += [
+            [
+                "dataset",
+                f"{d['name']}: {d['train_size']:,} training images (80/20 train/validation split) and {d['test_size']:,} test images",
+            ],
+            ["device", str(s.get("device", "n/a"))],
+        ]
     rows += [[k, str(v)] for k, v in (settings.get("versions") or {}).items()]
     rows.append(["command", settings.get("command") or "udl reproduce"])
     b.append(("table", ["setting", "value"], rows))
 
     b.append(("h2", "Steps"))
-    b.append(("table", ["step", "command", "status", "wall time"],
-              [[n, st.params.run, states.get(n, {}).get("status", "pending"), _wall(states.get(n))] for n, st in study.steps.items()]))
+    b.append(
+        (
+            "table",
+            ["step", "command", "status", "wall time"],
+            [
+                [n, st.params.run, states.get(n, {}).get("status", "pending"), _wall(states.get(n))]
+                for n, st in study.steps.items()
+            ],
+        )
+    )
     for n in study.steps:
         if states.get(n, {}).get("status") == "failed":
             b.append(("p", f"Step {n} failed: {states[n].get('error', '')}"))
 
     placed: set[str] = set()
     for title, keys in [*SECTIONS, ("Other steps", None)]:
-        names = [n for n, st in study.steps.items() if n not in placed and (keys is None or (st.command, st.what) in keys)]
+        names = [
+            n
+            for n, st in study.steps.items()
+            if n not in placed and (keys is None or (st.command, st.what) in keys)
+        ]
         placed |= set(names)
         if not names:
             continue
@@ -130,7 +170,14 @@ def _step_blocks(study: Study, n: str, state: dict | None) -> list[Block]:
     ref = REFERENCE.get((st.command, st.what), {})
     labels = list(out["numbers"]) + [k for k in ref if k not in out["numbers"]]
     head = ["quantity", "udl", "original report"] if ref else ["quantity", "udl"]
-    rows = [[k, _fmt(out["numbers"].get(k)) if k in out["numbers"] else "", *([_fmt(ref[k]) if k in ref else ""] if ref else [])] for k in labels]
+    rows = [
+        [
+            k,
+            _fmt(out["numbers"].get(k)) if k in out["numbers"] else "",
+            *([_fmt(ref[k]) if k in ref else ""] if ref else []),
+        ]
+        for k in labels
+    ]
     b.append(("p", f"Run folder: {out['run_dir']}; {_wall(state)}."))
     if rows:
         b.append(("table", head, rows))
@@ -158,11 +205,19 @@ def _markdown(blocks: list[Block], report_dir: Path) -> str:
             parts.append(_md_table(*rest))
         else:  # images by path relative to the report, so the folder can be moved as a whole
             path, caption = rest
-            parts.append(f"![{caption}]({Path(os.path.relpath(path.resolve(), report_dir.resolve())).as_posix()})")
+            parts.append(
+                f"![{caption}]({Path(os.path.relpath(path.resolve(), report_dir.resolve())).as_posix()})"
+            )
     return "\n\n".join(parts) + "\n"
 
 
-MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+MIME = {
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".svg": "image/svg+xml",
+}
 CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:0.5rem 0 1rem}td,th{border:1px solid #ccc;padding:0.2rem 0.6rem;text-align:left}
 th{background:#f3f3f3}figure{margin:0.5rem 0 1.5rem}img{max-width:min(100%,48rem);border:1px solid #eee}figcaption{color:#666;font-size:0.9em}"""
@@ -177,12 +232,23 @@ def _html(blocks: list[Block], title: str) -> str:
             body.append(f"<{kind}>{e(rest[0])}</{kind}>")
         elif kind == "table":
             head, rows = rest
-            body.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+            body.append(
+                "<table><tr>"
+                + "".join(f"<th>{e(h)}</th>" for h in head)
+                + "</tr>"
+                + "".join(
+                    "<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows
+                )
+                + "</table>"
+            )
         else:
             path, caption = rest
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             mime = MIME.get(path.suffix.lower(), "application/octet-stream")
-            body.append(f'<figure><img src="data:{mime};base64,{data}" alt="{e(caption)}"><figcaption>{e(caption)}</figcaption></figure>')
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title><style>{CSS}</style></head>\n"
-            "<body>\n" + "\n".join(body) + "\n</body></html>\n")
+            body.append(
+                f'<figure><img src="data:{mime};base64,{data}" alt="{e(caption)}"><figcaption>{e(caption)}</figcaption></figure>'
+            )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title><style>{CSS}</style></head>\n'
+        "<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from udlcli import ui
 from udlcli.core import runs
-from udlcli.tasks.reproduce.study import Study, load_study
-from udlcli.tasks.reproduce.steps import CHECKS, RUNNERS, Context, StepOutput
 from udlcli.errors import Interrupted, SpecError, UdlError
+from udlcli.tasks.reproduce.checks import CHECKS
+from udlcli.tasks.reproduce.steps import RUNNERS, Context, StepOutput
+from udlcli.tasks.reproduce.study import Study, load_study
 
 DEFAULT_STUDY = Path("examples/report.yaml")
 PACKAGED_STUDY = Path(__file__).resolve().parents[2] / "studies" / "report.yaml"  # udlcli/studies/
@@ -51,11 +52,15 @@ def _read_state(report_dir: Path) -> dict[str, dict]:
 def _newest_report(out: Path) -> Path:
     found = [p for p in (out / "report").glob("*") if (p / SETTINGS).is_file()]
     if not found:
-        raise SpecError(f"--only/--from rerun steps of an existing report, and there is none under {out / 'report'}; run `udl reproduce` first")
+        raise SpecError(
+            f"--only/--from rerun steps of an existing report, and there is none under {out / 'report'}; run `udl reproduce` first"
+        )
     return max(found, key=lambda p: (p / SETTINGS).stat().st_mtime)
 
 
-def _select(study: Study, states: dict[str, dict], only: list[str], from_: str | None, fresh: bool) -> list[str]:
+def select_steps(
+    study: Study, states: dict[str, dict], only: list[str], from_: str | None, fresh: bool
+) -> list[str]:
     """The steps to run now: --only's, or --from's step and all after it, or every step not yet done."""
     names = list(study.steps)
     for s in [*only, *([from_] if from_ else [])]:
@@ -64,13 +69,19 @@ def _select(study: Study, states: dict[str, dict], only: list[str], from_: str |
     if only:
         chosen = [n for n in names if n in only]
     elif from_:
-        chosen = names[names.index(from_):]
+        chosen = names[names.index(from_) :]
     else:
         chosen = [n for n in names if fresh or states.get(n, {}).get("status") != "done"]
     for n in chosen:
-        missing = [d for d in study.steps[n].needs if d not in chosen and states.get(d, {}).get("status") != "done"]
+        missing = [
+            d
+            for d in study.steps[n].needs
+            if d not in chosen and states.get(d, {}).get("status") != "done"
+        ]
         if missing:
-            raise SpecError(f"step {n} needs {', '.join(missing)}, which has not finished in this report; run it too (--from {missing[0]})")
+            raise SpecError(
+                f"step {n} needs {', '.join(missing)}, which has not finished in this report; run it too (--from {missing[0]})"
+            )
     return chosen
 
 
@@ -93,37 +104,67 @@ def reproduce(
     out, only = Path(out), list(only or [])
     if resume is None and (only or from_):
         resume = _newest_report(out)
-        ui.console.print(f"rerunning steps of the newest report, {resume}", soft_wrap=True)  # even with --quiet: it names what changes
+        ui.console.print(
+            f"rerunning steps of the newest report, {resume}", soft_wrap=True
+        )  # even with --quiet: it names what changes
     if resume is not None:
         report_dir = Path(resume)
         if spec_path is not None or profile is not None or name is not None:
-            raise SpecError("--resume continues a report with the study and profile saved in it; drop the study file, --profile and --name")
+            raise SpecError(
+                "--resume continues a report with the study and profile saved in it; drop the study file, --profile and --name"
+            )
         if not (report_dir / SETTINGS).is_file():
-            raise SpecError(f"--resume {report_dir}: not a udl reproduce folder (no {SETTINGS}); give runs/report/<name>")
+            raise SpecError(
+                f"--resume {report_dir}: not a udl reproduce folder (no {SETTINGS}); give runs/report/<name>"
+            )
         settings = json.loads((report_dir / SETTINGS).read_text())
         study = load_study(report_dir / STUDY_COPY, settings["profile"])
-        for k, v in dict(device=device, seed=seed, data_dir=str(data_dir) if data_dir else None).items():
+        for k, v in dict(
+            device=device, seed=seed, data_dir=str(data_dir) if data_dir else None
+        ).items():
             settings[k] = v if v is not None else settings.get(k)
     else:
         spec_path = Path(spec_path) if spec_path else default_study()
         if not spec_path.is_file():
-            raise SpecError(f"study file not found: {spec_path} (give one, e.g. udl reproduce examples/report.yaml)")
+            raise SpecError(
+                f"study file not found: {spec_path} (give one, e.g. udl reproduce examples/report.yaml)"
+            )
         study = load_study(spec_path, profile or "quick")
-        settings = {"source": str(spec_path), "profile": study.profile, "device": device, "seed": seed,
-                    "data_dir": str(data_dir) if data_dir else None, "command": command,
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        settings = {
+            "source": str(spec_path),
+            "profile": study.profile,
+            "device": device,
+            "seed": seed,
+            "data_dir": str(data_dir) if data_dir else None,
+            "command": command,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
     states = _read_state(report_dir) if resume is not None else {}
-    chosen = _select(study, states, only, from_, fresh=resume is None)
-    _check_specs(study, chosen, Context(Path(out), study.data, {}, settings["device"], settings["seed"], settings["data_dir"]))
+    chosen = select_steps(study, states, only, from_, fresh=resume is None)
+    _check_specs(
+        study,
+        chosen,
+        Context(
+            Path(out), study.data, {}, settings["device"], settings["seed"], settings["data_dir"]
+        ),
+    )
     if resume is None:
         report_dir = runs.new_run_dir(out, "report", name or study.name, subdirs=(STATE,))
         shutil.copyfile(spec_path, report_dir / STUDY_COPY)
     settings["versions"] = runs.versions()
     runs.write_json(report_dir / SETTINGS, settings)
-    ctx = Context(report_dir / "steps", study.data, {n: StepOutput(**s["output"]) for n, s in states.items() if s.get("status") == "done"},
-                  settings["device"], settings["seed"], settings["data_dir"])
+    ctx = Context(
+        report_dir / "steps",
+        study.data,
+        {n: StepOutput(**s["output"]) for n, s in states.items() if s.get("status") == "done"},
+        settings["device"],
+        settings["seed"],
+        settings["data_dir"],
+    )
     result = ReproduceResult(report_dir, study, states)
-    ui.info(f"[bold]{study.name}[/] ({study.profile} profile): {len(chosen)} of {len(study.steps)} steps to run; report folder [cyan]{report_dir}[/]")
+    ui.info(
+        f"[bold]{study.name}[/] ({study.profile} profile): {len(chosen)} of {len(study.steps)} steps to run; report folder [cyan]{report_dir}[/]"
+    )
     for n in chosen:
         states.pop(n, None)
     for n in chosen:
@@ -148,27 +189,45 @@ def _check_specs(study: Study, chosen: list[str], ctx: Context) -> None:
             raise SpecError(f"{study.path}:{step.line}: step {n}: {e}") from None
 
 
-def _run_step(study: Study, n: str, ctx: Context, states: dict[str, dict], report_dir: Path) -> None:
+def _run_step(
+    study: Study, n: str, ctx: Context, states: dict[str, dict], report_dir: Path
+) -> None:
     from udlcli.tasks.reproduce import report
 
     step = study.steps[n]
     t0 = time.perf_counter()
-    state = {"step": n, "run": step.params.run, "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    state = {
+        "step": n,
+        "run": step.params.run,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     try:
         output = RUNNERS[step.command](step, ctx)
     except (UdlError, KeyboardInterrupt) as e:
         msg = "interrupted" if isinstance(e, KeyboardInterrupt) else str(e)
-        states[n] = {**state, "status": "failed", "error": msg, "wall_s": round(time.perf_counter() - t0, 1)}
+        states[n] = {
+            **state,
+            "status": "failed",
+            "error": msg,
+            "wall_s": round(time.perf_counter() - t0, 1),
+        }
         runs.write_json(report_dir / STATE / f"{n}.json", states[n])
         _overview(study, states)
         report.write(report_dir, study, states, json.loads((report_dir / SETTINGS).read_text()))
         hint = f"fix it and continue with: udl reproduce --resume {report_dir}"
         if isinstance(e, (KeyboardInterrupt, Interrupted)):
-            raise Interrupted(f"step {n} interrupted; finished steps are kept. Continue with: udl reproduce --resume {report_dir}") from None
+            raise Interrupted(
+                f"step {n} interrupted; finished steps are kept. Continue with: udl reproduce --resume {report_dir}"
+            ) from None
         raise type(e)(f"step {n} ({step.params.run}) failed: {msg}; {hint}") from None
     ctx.outputs[n] = output
     # Written last, after the step's own outputs are complete: this file is the step's done-marker.
-    states[n] = {**state, "status": "done", "wall_s": round(time.perf_counter() - t0, 1), "output": output.to_dict()}
+    states[n] = {
+        **state,
+        "status": "done",
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "output": output.to_dict(),
+    }
     runs.write_json(report_dir / STATE / f"{n}.json", states[n])
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from udlcli.config import dump_yaml, flatten
-from udlcli.tasks.reproduce.study import Step
 from udlcli.errors import Interrupted
+from udlcli.tasks.reproduce.study import Step
 
 
 @dataclass
@@ -42,7 +43,11 @@ class Context:
     def flags(self, step: Step) -> dict[str, Any]:
         """The study's data section < the step's spec < the command line's device, seed and data dir, as dotted flags."""
         out = flatten({"data": self.data}) | flatten(getattr(step.params, "spec", {}) or {})
-        given = {"train.device": self.device, "train.seed": self.seed, "data.data_dir": self.data_dir}
+        given = {
+            "train.device": self.device,
+            "train.seed": self.seed,
+            "data.data_dir": self.data_dir,
+        }
         return out | {k: v for k, v in given.items() if v is not None}
 
     def common(self) -> dict[str, Any]:
@@ -62,7 +67,11 @@ def run_tune(step: Step, ctx: Context) -> StepOutput:
 
     p = step.params
     # A search: section (ranges) is read from a YAML file by the tune engine, so it goes there; the rest are flags.
-    flags = {k: v for k, v in ctx.flags(step).items() if not k.startswith("search.") and k != "train.seed"}  # the seed is TuneOptions'
+    flags = {
+        k: v
+        for k, v in ctx.flags(step).items()
+        if not k.startswith("search.") and k != "train.seed"
+    }  # the seed is TuneOptions'
     config_path = None
     if p.spec.get("search"):
         config_path = ctx.root / "tune" / f"{step.name}.search.yaml"
@@ -70,32 +79,58 @@ def run_tune(step: Step, ctx: Context) -> StepOutput:
         config_path.write_text(dump_yaml({"search": p.spec["search"]}))
     if p.from_:
         flags["finetune.ae"] = str(ctx.run_of(p.from_))
-    opts = tune.TuneOptions(objective=step.what, study_name=step.name, trials=p.trials, max_epochs=p.max_epochs, pruner=p.pruner,
-                            n_jobs=p.n_jobs, seed=ctx.seed or 0, out=ctx.root, command=f"udl reproduce (step {step.name})")
+    opts = tune.TuneOptions(
+        objective=step.what,
+        study_name=step.name,
+        trials=p.trials,
+        max_epochs=p.max_epochs,
+        pruner=p.pruner,
+        n_jobs=p.n_jobs,
+        seed=ctx.seed or 0,
+        out=ctx.root,
+        command=f"udl reproduce (step {step.name})",
+    )
     r = tune.tune(opts, str(config_path) if config_path else None, flags, [])
     if r.interrupted:
-        raise Interrupted(f"step {step.name} was interrupted; its study keeps {r.summary['finished']} finished trials")
+        raise Interrupted(
+            f"step {step.name} was interrupted; its study keeps {r.summary['finished']} finished trials"
+        )
     s, best = r.summary, r.summary.get("best") or {}
-    numbers = {"trials": f"{s['complete']} complete, {s['pruned']} pruned, {s['failed']} failed", "epochs trained": s["epochs_trained"],
-               f"best {s['metric']}": best.get("value")}
+    numbers = {
+        "trials": f"{s['complete']} complete, {s['pruned']} pruned, {s['failed']} failed",
+        "epochs trained": s["epochs_trained"],
+        f"best {s['metric']}": best.get("value"),
+    }
     numbers.update({f"best {k}": v for k, v in (r.top[0]["params"] if r.top else {}).items()})
     return StepOutput(str(r.study_dir), numbers, _pngs(r.study_dir / "figures"))
 
 
 def run_train(step: Step, ctx: Context) -> StepOutput:
-    from udlcli.tasks.train import run as train
     from udlcli.core.spec import resolve_spec
+    from udlcli.tasks import train
 
     p = step.params
     config = str(ctx.run_of(p.best_of) / "best.yaml") if p.best_of else None
     spec = resolve_spec(step.what, config, ctx.flags(step), None)
-    r = train.train(spec, train.RunOptions(out=ctx.root, name=step.name, command=f"udl reproduce (step {step.name})"))
+    r = train.train(
+        spec,
+        train.RunOptions(out=ctx.root, name=step.name, command=f"udl reproduce (step {step.name})"),
+    )
     s = r.summary
-    numbers = {k: getattr(spec.model, k) for k in ("channels", "latent_dim") if hasattr(spec.model, k)}
-    numbers |= {"optimizer": spec.train.optimizer, "lr": spec.train.lr, "weight decay": spec.train.weight_decay, "epochs": s["epochs"]}
+    numbers = {
+        k: getattr(spec.model, k) for k in ("channels", "latent_dim") if hasattr(spec.model, k)
+    }
+    numbers |= {
+        "optimizer": spec.train.optimizer,
+        "lr": spec.train.lr,
+        "weight decay": spec.train.weight_decay,
+        "epochs": s["epochs"],
+    }
     if "test_mse" in s:
         numbers["test MSE ([0,1] pixels)"] = s["test_mse"]
-    numbers |= {f"test {k}": v for k, v in s["test"].items() if not ("test_mse" in s and k == "loss")}
+    numbers |= {
+        f"test {k}": v for k, v in s["test"].items() if not ("test_mse" in s and k == "loss")
+    }
     return StepOutput(str(r.run_dir), numbers, _pngs(r.run_dir / "figures"))
 
 
@@ -103,46 +138,94 @@ def run_embed(step: Step, ctx: Context) -> StepOutput:
     from udlcli.tasks.embed.run import embed
 
     p = step.params
-    r = embed(ctx.run_of(p.from_), ctx.root, method=p.method, n=p.n, perplexity=p.perplexity, command=f"udl reproduce (step {step.name})", **ctx.common())
+    r = embed(
+        ctx.run_of(p.from_),
+        ctx.root,
+        method=p.method,
+        n=p.n,
+        perplexity=p.perplexity,
+        command=f"udl reproduce (step {step.name})",
+        **ctx.common(),
+    )
     m = r.info["metrics"]
-    numbers = {"points": r.info["n"], "5-NN accuracy, latent": m["knn5_latent"], "5-NN accuracy, 2-D map": m["knn5_map"],
-               "silhouette, latent": m["silhouette_latent"], "silhouette, 2-D map": m["silhouette_map"],
-               "trustworthiness (k=10)": m["trustworthiness_k10"], "reduce time (s)": r.info["reduce_time_s"]}
-    return StepOutput(str(r.run_dir / "embed"), numbers, [str(f) for f in r.files if f.suffix == ".png"])
+    numbers = {
+        "points": r.info["n"],
+        "5-NN accuracy, latent": m["knn5_latent"],
+        "5-NN accuracy, 2-D map": m["knn5_map"],
+        "silhouette, latent": m["silhouette_latent"],
+        "silhouette, 2-D map": m["silhouette_map"],
+        "trustworthiness (k=10)": m["trustworthiness_k10"],
+        "reduce time (s)": r.info["reduce_time_s"],
+    }
+    return StepOutput(
+        str(r.run_dir / "embed"), numbers, [str(f) for f in r.files if f.suffix == ".png"]
+    )
 
 
 def run_sample(step: Step, ctx: Context) -> StepOutput:
     from udlcli.tasks.sample import sampler
 
     p = step.params
-    given = {k: v for k, v in dict(n=p.n, grid=p.grid or None, size=p.size, interpolate=p.interpolate).items() if v is not None}
-    r = sampler(step.what)(run=ctx.run_of(p.from_), root=ctx.root, command=f"udl reproduce (step {step.name})", **ctx.common(), **given)
-    return StepOutput(str(r.run_dir / "samples"), dict(r.rows), [str(f) for f in r.files if f.suffix in (".png", ".gif")])
+    given = {
+        k: v
+        for k, v in dict(n=p.n, grid=p.grid or None, size=p.size, interpolate=p.interpolate).items()
+        if v is not None
+    }
+    r = sampler(step.what)(
+        run=ctx.run_of(p.from_),
+        root=ctx.root,
+        command=f"udl reproduce (step {step.name})",
+        **ctx.common(),
+        **given,
+    )
+    return StepOutput(
+        str(r.run_dir / "samples"),
+        dict(r.rows),
+        [str(f) for f in r.files if f.suffix in (".png", ".gif")],
+    )
 
 
 def run_finetune(step: Step, ctx: Context) -> StepOutput:
-    from udlcli.tasks.finetune import run as finetune
+    from udlcli.tasks import finetune
 
     p = step.params
     config = str(ctx.run_of(p.best_of) / "best.yaml") if p.best_of else None
     flags = ctx.flags(step) | {"finetune.ae": str(ctx.run_of(p.from_))}
     spec = finetune.resolve_finetune_spec(config, flags, [])
-    r = finetune.finetune(spec, finetune.RunOptions(out=ctx.root, name=step.name, command=f"udl reproduce (step {step.name})"))
+    r = finetune.finetune(
+        spec,
+        finetune.RunOptions(
+            out=ctx.root, name=step.name, command=f"udl reproduce (step {step.name})"
+        ),
+    )
     s = r.summary
-    numbers = {"encoder": s["encoder"], "hidden": spec.finetune.hidden, "dropout": spec.finetune.dropout, "epochs": s["epochs"],
-               "test accuracy": s["test_accuracy"]}
-    numbers |= {f"baseline: {k}": v for k, v in (s.get("baselines") or {}).items() if isinstance(v, (int, float))}
+    numbers = {
+        "encoder": s["encoder"],
+        "hidden": spec.finetune.hidden,
+        "dropout": spec.finetune.dropout,
+        "epochs": s["epochs"],
+        "test accuracy": s["test_accuracy"],
+    }
+    numbers |= {
+        f"baseline: {k}": v
+        for k, v in (s.get("baselines") or {}).items()
+        if isinstance(v, (int, float))
+    }
     return StepOutput(str(r.run_dir), numbers, _pngs(r.run_dir / "figures"))
 
 
 def run_denoise(step: Step, ctx: Context) -> StepOutput:
+    from udlcli.core.lifecycle import RunOptions
     from udlcli.tasks.denoise import run as denoise
-    from udlcli.tasks.train.run import RunOptions
 
     p = step.params
     like = ctx.run_of(p.like) if p.like else None
     spec = denoise.denoise_spec(None, ctx.flags(step), None, like, root=ctx.root)
-    r = denoise.train_and_evaluate(spec, RunOptions(out=ctx.root, name=step.name, command=f"udl reproduce (step {step.name})"), compare=like)
+    r = denoise.train_and_evaluate(
+        spec,
+        RunOptions(out=ctx.root, name=step.name, command=f"udl reproduce (step {step.name})"),
+        compare=like,
+    )
     numbers: dict[str, Any] = {}
     for kind, row in r.table["rows"].items():
         numbers[f"{kind}: denoised PSNR (dB)"] = row["dae"]["psnr"]
@@ -154,29 +237,48 @@ def run_denoise(step: Step, ctx: Context) -> StepOutput:
 
 
 def run_gan(step: Step, ctx: Context) -> StepOutput:
-    from udlcli.tasks.gan import run as gan
-    from udlcli.tasks.train.run import RunOptions
+    from udlcli.core.lifecycle import RunOptions
+    from udlcli.tasks import gan
 
     spec = gan.resolve_gan_spec(None, ctx.flags(step), None)
-    r = gan.train_gan(spec, RunOptions(out=ctx.root, name=step.name, command=f"udl reproduce (step {step.name})"))
+    r = gan.train_gan(
+        spec, RunOptions(out=ctx.root, name=step.name, command=f"udl reproduce (step {step.name})")
+    )
     s = r.summary
-    numbers = {"arch": s["arch"], "epochs": s["epochs"], **{f"final {k}": v for k, v in s["final"].items()},
-               "failure detected": s["failure_detected"]}
+    numbers = {
+        "arch": s["arch"],
+        "epochs": s["epochs"],
+        **{f"final {k}": v for k, v in s["final"].items()},
+        "failure detected": s["failure_detected"],
+    }
     gif = r.run_dir / "samples" / "progress.gif"
-    return StepOutput(str(r.run_dir), numbers, _pngs(r.run_dir / "figures") + ([str(gif)] if gif.is_file() else []))
+    return StepOutput(
+        str(r.run_dir),
+        numbers,
+        _pngs(r.run_dir / "figures") + ([str(gif)] if gif.is_file() else []),
+    )
 
 
 def run_evaluate(step: Step, ctx: Context) -> StepOutput:
-    from udlcli.tasks.evaluate.run import evaluate
     from udlcli.core.runs import write_json
+    from udlcli.tasks.evaluate.run import evaluate
 
     p = step.params
     c = ctx.common()
-    rep = evaluate([ctx.run_of(r) for r in p.runs], n=p.n, seed=c["seed"], device=c["device"] or "auto", data_dir=c["data_dir"],
-                   command=f"udl reproduce (step {step.name})")
+    rep = evaluate(
+        [ctx.run_of(r) for r in p.runs],
+        n=p.n,
+        seed=c["seed"],
+        device=c["device"] or "auto",
+        data_dir=c["data_dir"],
+        command=f"udl reproduce (step {step.name})",
+    )
     # The rows keep the order of the runs given, so each is named by its step.
-    labelled = [(rep.references[0].label, rep.references[0]), *((f"{r} ({row.kind})", row) for r, row in zip(p.runs, rep.rows)),
-                (rep.references[1].label, rep.references[1])]
+    labelled = [
+        (rep.references[0].label, rep.references[0]),
+        *((f"{r} ({row.kind})", row) for r, row in zip(p.runs, rep.rows)),
+        (rep.references[1].label, rep.references[1]),
+    ]
     numbers: dict[str, Any] = {}
     for label, row in labelled:
         m, b = row.metrics, row.metrics["balance"]
@@ -185,55 +287,26 @@ def run_evaluate(step: Step, ctx: Context) -> StepOutput:
         numbers[f"{label}: class share min–max"] = f"{b['min_share']:.1%}–{b['max_share']:.1%}"
     out = ctx.root / "evaluate" / step.name
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "evaluation.json", {"rows": {r.label: r.metrics for r in [*rep.references, *rep.rows]}, "featurenet": rep.featurenet})
+    write_json(
+        out / "evaluation.json",
+        {
+            "rows": {r.label: r.metrics for r in [*rep.references, *rep.rows]},
+            "featurenet": rep.featurenet,
+        },
+    )
     return StepOutput(str(out), numbers, [])
 
 
 # ---------------------------------------------------------------- checks before anything runs
 
 
-def _check_tune(step: Step, ctx: Context) -> None:
-    from udlcli.config import validate
-    from udlcli.tasks.finetune.run import resolve_finetune_spec
-    from udlcli.core.spec import resolve_spec
-    from udlcli.tasks.tune.space import OBJECTIVES
-
-    flags = {k: v for k, v in ctx.flags(step).items() if not k.startswith("search.")}
-    resolve_spec("ae", None, flags, None) if step.what == "ae" else resolve_finetune_spec(None, flags, [])
-    validate(OBJECTIVES[step.what].search_cls, step.params.spec.get("search") or {}, source="search: section")
-
-
-def _check_train(step: Step, ctx: Context) -> None:
-    from udlcli.core.spec import resolve_spec
-
-    resolve_spec(step.what, None, ctx.flags(step), None)
-
-
-def _check_finetune(step: Step, ctx: Context) -> None:
-    from udlcli.tasks.finetune.run import resolve_finetune_spec
-
-    resolve_finetune_spec(None, ctx.flags(step), [])
-
-
-def _check_denoise(step: Step, ctx: Context) -> None:
-    from udlcli.tasks.denoise.run import denoise_spec
-
-    denoise_spec(None, ctx.flags(step), None, None)
-
-
-def _check_gan(step: Step, ctx: Context) -> None:
-    from udlcli.tasks.gan.run import resolve_gan_spec
-
-    resolve_gan_spec(None, ctx.flags(step), None)
-
-
-CHECKS: dict[str, Callable[[Step, Context], None]] = {
-    "tune": _check_tune, "train": _check_train, "finetune": _check_finetune, "denoise": _check_denoise, "gan": _check_gan,
-}
-"""Validate a step's own spec fields (the references' files are layered in only when it runs)."""
-
-
 RUNNERS: dict[str, Callable[[Step, Context], StepOutput]] = {
-    "tune": run_tune, "train": run_train, "embed": run_embed, "sample": run_sample,
-    "finetune": run_finetune, "denoise": run_denoise, "gan": run_gan, "evaluate": run_evaluate,
+    "tune": run_tune,
+    "train": run_train,
+    "embed": run_embed,
+    "sample": run_sample,
+    "finetune": run_finetune,
+    "denoise": run_denoise,
+    "gan": run_gan,
+    "evaluate": run_evaluate,
 }

@@ -160,12 +160,25 @@ def load_study(path: str | Path, profile: str | None = "quick") -> Study:
     profiles = raw.get("profiles") or {}
     if profile is not None:
         if profile not in profiles:
-            raise fail(f"no profile {profile!r}; this file has: {', '.join(profiles) or 'none'}", "profiles")
+            raise fail(
+                f"no profile {profile!r}; this file has: {', '.join(profiles) or 'none'}",
+                "profiles",
+            )
         for name, over in (profiles[profile] or {}).items():
             if name not in steps_raw:
-                raise fail(f"profile {profile} changes step {name!r}, which is not among the steps", "profiles", profile, name)
+                raise fail(
+                    f"profile {profile} changes step {name!r}, which is not among the steps",
+                    "profiles",
+                    profile,
+                    name,
+                )
             if not isinstance(over, dict):
-                raise fail(f"profile {profile}, step {name}: expected a mapping of the step's fields", "profiles", profile, name)
+                raise fail(
+                    f"profile {profile}, step {name}: expected a mapping of the step's fields",
+                    "profiles",
+                    profile,
+                    name,
+                )
             steps_raw[name] = config.deep_merge(steps_raw[name] or {}, over)
     steps = {name: _step(name, body, fail) for name, body in steps_raw.items()}
     for name, s in steps.items():
@@ -175,21 +188,41 @@ def load_study(path: str | Path, profile: str | None = "quick") -> Study:
     data = raw.get("data") or {}
     if not isinstance(data, dict):
         raise fail("data: must be a mapping, e.g. {dataset: mnist}", "data")
-    return Study(path, str(raw.get("name") or path.stem), profile or "", data, _order(steps, fail),
-                 str(raw.get("description") or ""), list(profiles))
+    return Study(
+        path,
+        str(raw.get("name") or path.stem),
+        profile or "",
+        data,
+        _order(steps, fail),
+        str(raw.get("description") or ""),
+        list(profiles),
+    )
 
 
 def _step(name: str, body: Any, fail) -> Step:
     if not isinstance(body, dict) or "run" not in body:
-        raise fail(f"step {name!r} needs run: COMMAND, one of: {', '.join(COMMANDS)}", "steps", name)
+        raise fail(
+            f"step {name!r} needs run: COMMAND, one of: {', '.join(COMMANDS)}", "steps", name
+        )
     words = str(body["run"]).split()
     command, what = (words[0] if words else ""), (words[1] if len(words) > 1 else None)
     if command not in COMMANDS or len(words) > 2:
-        raise fail(f"step {name}: unknown command {body['run']!r}; choose one of: {', '.join(COMMANDS)}", "steps", name, "run")
+        raise fail(
+            f"step {name}: unknown command {body['run']!r}; choose one of: {', '.join(COMMANDS)}",
+            "steps",
+            name,
+            "run",
+        )
     cls, whats = COMMANDS[command]
     if whats is None and what is not None or whats is not None and what not in whats:
-        choices = f"one of: {', '.join(f'{command} {w}' for w in whats)}" if whats else f"just {command!r}"
-        raise fail(f"step {name}: {body['run']!r} is not a command; use {choices}", "steps", name, "run")
+        choices = (
+            f"one of: {', '.join(f'{command} {w}' for w in whats)}"
+            if whats
+            else f"just {command!r}"
+        )
+        raise fail(
+            f"step {name}: {body['run']!r} is not a command; use {choices}", "steps", name, "run"
+        )
     try:
         params = cls.model_validate(body)
     except ValidationError as e:
@@ -207,9 +240,19 @@ def _check_refs(s: Step, steps: dict[str, Step], fail) -> None:
         key = attr.rstrip("_")
         for ref in s.refs(attr):
             if ref not in steps:
-                raise fail(f"step {s.name}: {key}: {ref!r} is not a step; steps are: {', '.join(steps)}", "steps", s.name, key)
+                raise fail(
+                    f"step {s.name}: {key}: {ref!r} is not a step; steps are: {', '.join(steps)}",
+                    "steps",
+                    s.name,
+                    key,
+                )
             if attr == "best_of" and steps[ref].command != "tune":
-                raise fail(f"step {s.name}: best_of: {ref!r} is a {steps[ref].command} step; best_of names a tune step", "steps", s.name, key)
+                raise fail(
+                    f"step {s.name}: best_of: {ref!r} is a {steps[ref].command} step; best_of names a tune step",
+                    "steps",
+                    s.name,
+                    key,
+                )
             if ref == s.name:
                 raise fail(f"step {s.name} refers to itself", "steps", s.name, key)
 
@@ -223,7 +266,7 @@ def _order(steps: dict[str, Step], fail) -> dict[str, Step]:
         if name in done:
             return
         if name in path:
-            cycle = " -> ".join(path[path.index(name):] + [name])
+            cycle = " -> ".join(path[path.index(name) :] + [name])
             raise fail(f"steps refer to each other in a cycle: {cycle}", "steps", path[-1])
         path.append(name)
         for dep in steps[name].needs:

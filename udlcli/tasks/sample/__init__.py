@@ -15,6 +15,8 @@ def sampler(kind: str):
     from udlcli.errors import SpecError
 
     if kind not in SAMPLERS:
-        raise SpecError(f"udl sample {kind}: unknown or not yet available kind; choose one of: {', '.join(SAMPLERS)}")
+        raise SpecError(
+            f"udl sample {kind}: unknown or not yet available kind; choose one of: {', '.join(SAMPLERS)}"
+        )
     module, func = SAMPLERS[kind].split(":")
     return getattr(import_module(module), func)

@@ -8,38 +8,53 @@ import torch
 
 from udlcli import plots
 from udlcli.config import validate
-from udlcli.tasks.gan import outputs as gan_outputs, runs
+from udlcli.core import runs
 from udlcli.core.checkpoint import load_checkpoint
 from udlcli.core.device import resolve_device
-from udlcli.tasks.gan.run import TASK, GanSpec
-from udlcli.tasks.sample.ae import SampleResult
 from udlcli.errors import CheckpointError, SpecError, a_kind, shorten
 from udlcli.models.gan import build_generator
+from udlcli.tasks.gan import outputs as gan_outputs
+from udlcli.tasks.gan.run import upgrade
+from udlcli.tasks.gan.spec import TASK, GanSpec
+from udlcli.tasks.sample.common import SampleResult
 
 MAX_SAMPLES = 100_000  # one PNG each with --individual; a grid shows at most MAX_GRID
 MAX_GRID = 1024
 
 
-def load_generator(run: str | Path | None, root: str | Path = "runs") -> tuple[torch.nn.Module, GanSpec, Path, Path]:
+def load_generator(
+    run: str | Path | None, root: str | Path = "runs"
+) -> tuple[torch.nn.Module, GanSpec, Path, Path]:
     """(generator in eval mode on the CPU, spec, run folder, checkpoint) of a GAN run, or a one-line CheckpointError."""
     run_dir, ck = runs.resolve_checkpoint(run, root, TASK, prefer="last")
     payload = load_checkpoint(ck)
     kind = payload.get("kind")
     if kind != TASK:
-        raise CheckpointError(f"{run_dir} is {a_kind(kind)} run, not a GAN; train one with udl gan, or sample this run with udl sample {kind or 'KIND'}")
-    if "G" not in payload or "spec" not in payload:
-        raise CheckpointError(f"{ck} holds no generator weights or spec; it was not written by udl gan")
+        raise CheckpointError(
+            f"{run_dir} is {a_kind(kind)} run, not a GAN; train one with udl gan, or sample this run with udl sample {kind or 'KIND'}"
+        )
+    payload = upgrade(payload)  # a checkpoint of the GAN's earlier loop holds G under its own key
+    if "model" not in payload or "spec" not in payload:
+        raise CheckpointError(
+            f"{ck} holds no generator weights or spec; it was not written by udl gan"
+        )
     spec = validate(GanSpec, payload["spec"], source=f"spec stored in {ck}")
     g = build_generator(spec.model)
     try:
-        g.load_state_dict(payload["G"])
+        g.load_state_dict(
+            {k[len("G.") :]: v for k, v in payload["model"].items() if k.startswith("G.")}
+        )
     except RuntimeError as e:
-        raise CheckpointError(f"{ck}: weights do not fit a {spec.model.arch} generator of this spec ({shorten(str(e))})") from None
+        raise CheckpointError(
+            f"{ck}: weights do not fit a {spec.model.arch} generator of this spec ({shorten(str(e))})"
+        ) from None
     return g.eval(), spec, run_dir, ck
 
 
 @torch.no_grad()
-def draw(g: torch.nn.Module, spec: GanSpec, n: int, seed: int, device: torch.device, batch: int = 2048) -> torch.Tensor:
+def draw(
+    g: torch.nn.Module, spec: GanSpec, n: int, seed: int, device: torch.device, batch: int = 2048
+) -> torch.Tensor:
     """n images (n, 1, 28, 28) float32 in [0, 1] on the CPU; the noise comes from a seeded CPU generator, so any device gives the same z."""
     z = torch.randn(n, spec.model.noise_dim, generator=torch.Generator().manual_seed(seed))
     g.to(device)
@@ -67,9 +82,13 @@ def sample_gan(
     """Write RUN/samples/gan_samples_seedS.png (a grid), or with individual=True one PNG per sample into `to`."""
     limit = MAX_SAMPLES if individual else MAX_GRID
     if not 1 <= n <= limit:
-        raise SpecError(f"--n {n}: draw between 1 and {limit} samples{'' if individual else ' for a grid (use --individual for more)'}")
+        raise SpecError(
+            f"--n {n}: draw between 1 and {limit} samples{'' if individual else ' for a grid (use --individual for more)'}"
+        )
     if to is not None and not individual:
-        raise SpecError("--to DIR is where --individual writes one PNG per sample; add --individual, or drop --to for a grid")
+        raise SpecError(
+            "--to DIR is where --individual writes one PNG per sample; add --individual, or drop --to for a grid"
+        )
     g, spec, run_dir, ck = load_generator(run, root)
     images = draw(g, spec, n, seed, resolve_device(device or "auto"))
     meta = {"command": command, "checkpoint": str(ck), "seed": seed, "n": n}
@@ -80,6 +99,10 @@ def sample_gan(
         runs.write_json(folder / "samples.json", meta)
         rows["folder"] = f"{folder} ({len(files)} PNGs, 28x28)"
         return SampleResult(run_dir, [folder / "samples.json"], rows)
-    png = plots.image_grid(images, run_dir / "samples" / f"gan_samples_seed{seed}.png", title=f"{n} samples of the GAN generator (seed {seed})")
+    png = plots.image_grid(
+        images,
+        run_dir / "samples" / f"gan_samples_seed{seed}.png",
+        title=f"{n} samples of the GAN generator (seed {seed})",
+    )
     js = runs.write_json(png.with_suffix(".json"), meta)
     return SampleResult(run_dir, [png, js], rows)

@@ -11,10 +11,11 @@ import torch
 from udlcli import plots
 from udlcli.core import runs
 from udlcli.core.device import resolve_device
+from udlcli.core.images import tile
 from udlcli.core.latent import decode, run_dataset
 from udlcli.core.loading import LoadedRun, load_run
-from udlcli.tasks.sample.ae import MAX_SAMPLES, SampleResult, _interpolate, _pair
 from udlcli.errors import SpecError
+from udlcli.tasks.sample.common import MAX_SAMPLES, SampleResult, interpolate_strip, parse_pair
 
 SAMPLES = "samples"
 GRID_PROBS = (0.05, 0.95)
@@ -33,7 +34,9 @@ def load_vae(run: str | Path | None, root: str | Path = "runs") -> LoadedRun:
 
 def prior_samples(model: torch.nn.Module, n: int, seed: int, device: torch.device) -> torch.Tensor:
     """n images (n, 1, 28, 28) float32 in [0, 1] on the CPU, decoded from z ~ N(0, I) drawn from a seeded CPU generator."""
-    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))  # (n, d): same z on any device
+    z = torch.randn(
+        n, model.latent_dim, generator=torch.Generator().manual_seed(seed)
+    )  # (n, d): same z on any device
     return decode(model.to(device), z, device)
 
 
@@ -48,9 +51,11 @@ def generate_vae(run: Path, n: int, seed: int = 0, device: str = "cpu") -> torch
 
 def parse_dims(dims: str) -> tuple[int, int]:
     """'2,5' -> (2, 5); anything else is a one-line error."""
-    i, j = _pair("--dims", dims)
+    i, j = parse_pair("--dims", dims)
     if not (i.isdigit() and j.isdigit()):
-        raise SpecError(f"--dims {dims!r}: give two latent dimensions as I,J (whole numbers from 0), for example --dims 0,1")
+        raise SpecError(
+            f"--dims {dims!r}: give two latent dimensions as I,J (whole numbers from 0), for example --dims 0,1"
+        )
     return int(i), int(j)
 
 
@@ -87,17 +92,27 @@ def sample_vae(
     grid_only = {"--size": size, "--dims": dims, "--range": range_, "--anchor": anchor}
     walk = interpolate or interpolate_index
     if interpolate and interpolate_index:
-        raise SpecError("give --interpolate A,B (two classes) or --interpolate-index i,j (two test images), not both")
+        raise SpecError(
+            "give --interpolate A,B (two classes) or --interpolate-index i,j (two test images), not both"
+        )
     if grid and (walk or n is not None):
-        raise SpecError(f"--grid decodes a traversal of two latent dimensions; drop {'--n' if n is not None else '--interpolate'}")
+        raise SpecError(
+            f"--grid decodes a traversal of two latent dimensions; drop {'--n' if n is not None else '--interpolate'}"
+        )
     if not grid and any(v is not None for v in grid_only.values()):
-        raise SpecError(f"{next(k for k, v in grid_only.items() if v is not None)} applies to --grid only (udl sample vae --grid ...)")
+        raise SpecError(
+            f"{next(k for k, v in grid_only.items() if v is not None)} applies to --grid only (udl sample vae --grid ...)"
+        )
     if walk and n is not None:
-        raise SpecError("--n sets the number of prior samples, not the steps of --interpolate; drop one of them")
+        raise SpecError(
+            "--n sets the number of prior samples, not the steps of --interpolate; drop one of them"
+        )
     if not walk and not grid and not 1 <= (n or 64) <= MAX_SAMPLES:
         raise SpecError(f"--n {n}: draw between 1 and {MAX_SAMPLES} samples")
     if grid and run is not None and not Path(run).exists() and str(run).lstrip("-").isdigit():
-        raise SpecError(f"--grid takes no value ({run} was read as the run folder); set the grid's size with --size K ({2}..{MAX_GRID}, default 15)")
+        raise SpecError(
+            f"--grid takes no value ({run} was read as the run folder); set the grid's size with --size K ({2}..{MAX_GRID}, default 15)"
+        )
     pair = parse_dims(dims) if dims is not None else (0, 1)
     k = 15 if size is None else size
     if grid:
@@ -109,31 +124,60 @@ def sample_vae(
         data = run_dataset(loaded, data_dir)
         loaded.model.to(dev)
         by_class = bool(interpolate)
-        return _interpolate(loaded, data, dev, _pair("--interpolate" if by_class else "--interpolate-index", walk), by_class, seed, meta, prefix="vae")
+        return interpolate_strip(
+            loaded,
+            data,
+            dev,
+            parse_pair("--interpolate" if by_class else "--interpolate-index", walk),
+            by_class,
+            seed,
+            meta,
+            prefix="vae",
+        )
     if grid:
         return _latent_grid(loaded, dev, k, pair, range_, anchor, data_dir, meta)
     return _prior_grid(loaded, dev, n or 64, seed, meta)
 
 
-def _check_grid(k: int, dims: tuple[int, int], value_range: float | None, latent_dim: int | None) -> None:
+def _check_grid(
+    k: int, dims: tuple[int, int], value_range: float | None, latent_dim: int | None
+) -> None:
     """The grid's options; with latent_dim None only what can be checked before the run is loaded."""
     if not 2 <= k <= MAX_GRID:
-        raise SpecError(f"--size {k}: a grid needs between 2 and {MAX_GRID} values per axis (default 15)")
+        raise SpecError(
+            f"--size {k}: a grid needs between 2 and {MAX_GRID} values per axis (default 15)"
+        )
     if dims[0] == dims[1]:
-        raise SpecError(f"--dims {dims[0]},{dims[1]}: the two dimensions must differ, for example --dims 0,1")
+        raise SpecError(
+            f"--dims {dims[0]},{dims[1]}: the two dimensions must differ, for example --dims 0,1"
+        )
     if value_range is not None and not (0 < value_range <= 10 and math.isfinite(value_range)):
-        raise SpecError(f"--range {value_range}: give a half-width r with 0 < r <= 10 (values then span -r..r)")
+        raise SpecError(
+            f"--range {value_range}: give a half-width r with 0 < r <= 10 (values then span -r..r)"
+        )
     if latent_dim is None:
         return
     if latent_dim < 2:
-        raise SpecError(f"this VAE has a {latent_dim}-dimensional latent space; a grid needs 2 dimensions (train with --latent-dim 2 or more)")
+        raise SpecError(
+            f"this VAE has a {latent_dim}-dimensional latent space; a grid needs 2 dimensions (train with --latent-dim 2 or more)"
+        )
     bad = [i for i in dims if not 0 <= i < latent_dim]
     if bad:
-        raise SpecError(f"--dims {dims[0]},{dims[1]}: dimension {bad[0]} is out of range; this VAE's latent dimensions are 0..{latent_dim - 1}")
+        raise SpecError(
+            f"--dims {dims[0]},{dims[1]}: dimension {bad[0]} is out of range; this VAE's latent dimensions are 0..{latent_dim - 1}"
+        )
 
 
-def _latent_grid(loaded: LoadedRun, dev: torch.device, k: int, dims: tuple[int, int], value_range: float | None,
-                 anchor: int | None, data_dir, meta: dict) -> SampleResult:
+def _latent_grid(
+    loaded: LoadedRun,
+    dev: torch.device,
+    k: int,
+    dims: tuple[int, int],
+    value_range: float | None,
+    anchor: int | None,
+    data_dir,
+    meta: dict,
+) -> SampleResult:
     """Decode a k x k grid over latent dims (i, j), the others at 0 or at test image `anchor`'s mu (Fig. 6)."""
     model, d = loaded.model.to(dev), loaded.model.latent_dim
     _check_grid(k, dims, value_range, d)
@@ -152,35 +196,66 @@ def _latent_grid(loaded: LoadedRun, dev: torch.device, k: int, dims: tuple[int, 
     z[:, dims[1]] = torch.tensor(np.repeat(values[::-1], k).copy(), dtype=torch.float32)
     images = decode(model, z, dev)  # (k*k, 1, 28, 28) on the CPU
     out = loaded.run_dir / SAMPLES
-    how = f"±{value_range:g}, evenly spaced" if value_range is not None else f"N(0,1) quantiles of p = {GRID_PROBS[0]}..{GRID_PROBS[1]}"
+    how = (
+        f"±{value_range:g}, evenly spaced"
+        if value_range is not None
+        else f"N(0,1) quantiles of p = {GRID_PROBS[0]}..{GRID_PROBS[1]}"
+    )
     held = f"test image {anchor}'s μ" if anchor is not None else "0"
-    png = _grid_figure(images, values, dims, out / "vae_grid.png", f"{loaded.run_dir.name}: latent dims {dims[0]} and {dims[1]} ({how}); other dims at {held}")
-    info = {**meta, "dims": list(dims), "values": [round(float(v), 4) for v in values], "anchor": anchor, "latent_dim": d}
+    png = _grid_figure(
+        images,
+        values,
+        dims,
+        out / "vae_grid.png",
+        f"{loaded.run_dir.name}: latent dims {dims[0]} and {dims[1]} ({how}); other dims at {held}",
+    )
+    info = {
+        **meta,
+        "dims": list(dims),
+        "values": [round(float(v), 4) for v in values],
+        "anchor": anchor,
+        "latent_dim": d,
+    }
     js = runs.write_json(out / "vae_grid.json", info)
-    rows = {"grid": f"{k} x {k} over z[{dims[0]}] (x) and z[{dims[1]}] (y)", "values": f"{values[0]:.3f} .. {values[-1]:.3f} ({how})", "other dims": held}
+    rows = {
+        "grid": f"{k} x {k} over z[{dims[0]}] (x) and z[{dims[1]}] (y)",
+        "values": f"{values[0]:.3f} .. {values[-1]:.3f} ({how})",
+        "other dims": held,
+    }
     return SampleResult(loaded.run_dir, [png, js], rows)
 
 
-def _grid_figure(images: torch.Tensor, values: np.ndarray, dims: tuple[int, int], path: Path, title: str) -> Path:
+def _grid_figure(
+    images: torch.Tensor, values: np.ndarray, dims: tuple[int, int], path: Path, title: str
+) -> Path:
     """One mosaic of k x k tiles with each axis labelled by its latent values (the report's Fig. 6)."""
-    k = len(values)
-    tiles = images.numpy().reshape(k, k, 28, 28)
-    mosaic = tiles.transpose(0, 2, 1, 3).reshape(k * 28, k * 28)  # (k*28, k*28): rows of tiles side by side
+    k, h = len(values), images.shape[-1]
+    mosaic = tile(images, ncol=k)  # (k*h, k*h): rows of tiles side by side
     fig, ax = plots.plt.subplots(figsize=(1.0 + 0.55 * k, 1.0 + 0.55 * k))
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
-    centres = np.arange(k) * 28 + 13.5
+    centres = np.arange(k) * h + (h - 1) / 2
     ax.set_xticks(centres, [f"{v:.2f}" for v in values], rotation=90, fontsize=7)
     ax.set_yticks(centres, [f"{v:.2f}" for v in values[::-1]], fontsize=7)
     ax.set_xlabel(f"z[{dims[0]}]")
     ax.set_ylabel(f"z[{dims[1]}]")
     ax.set_title(title, fontsize=8)
-    return plots._save(fig, path)  # plots.py's writer: mkdir, dpi, tight box, close
+    return plots.save_figure(fig, path)
 
 
-def _prior_grid(loaded: LoadedRun, dev: torch.device, n: int, seed: int, meta: dict) -> SampleResult:
+def _prior_grid(
+    loaded: LoadedRun, dev: torch.device, n: int, seed: int, meta: dict
+) -> SampleResult:
     """Decode n draws z ~ N(0, I) into RUN/samples/vae_samples.png."""
     images = prior_samples(loaded.model, n, seed, dev)
     out = loaded.run_dir / SAMPLES
-    png = plots.image_grid(images, out / "vae_samples.png", title=f"{n} samples decoded from z ~ N(0, I), seed {seed}")
-    js = runs.write_json(out / "vae_samples.json", {**meta, "n": n, "latent_dim": loaded.model.latent_dim})
-    return SampleResult(loaded.run_dir, [png, js], {"prior": f"z ~ N(0, I) in {loaded.model.latent_dim} dimensions", "samples": str(n)})
+    png = plots.image_grid(
+        images, out / "vae_samples.png", title=f"{n} samples decoded from z ~ N(0, I), seed {seed}"
+    )
+    js = runs.write_json(
+        out / "vae_samples.json", {**meta, "n": n, "latent_dim": loaded.model.latent_dim}
+    )
+    return SampleResult(
+        loaded.run_dir,
+        [png, js],
+        {"prior": f"z ~ N(0, I) in {loaded.model.latent_dim} dimensions", "samples": str(n)},
+    )

@@ -9,9 +9,10 @@ An objective turns sampled values into a complete spec (so the best trial's spec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -34,7 +35,7 @@ class Search(Strict):
     """Weight decay, log scale (the report's 1e-6 .. 1e-3)."""
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Search":
+    def _ordered(self) -> Search:
         for name, value in self:
             if isinstance(value, tuple):
                 lo, hi = value
@@ -55,7 +56,9 @@ class Search(Strict):
             elif isinstance(value[0], int) and isinstance(value[1], int):
                 out[name] = trial.suggest_int(name, value[0], value[1])
             else:
-                out[name] = trial.suggest_float(name, float(value[0]), float(value[1]), log=name in LOG_SCALE)
+                out[name] = trial.suggest_float(
+                    name, float(value[0]), float(value[1]), log=name in LOG_SCALE
+                )
         return out
 
 
@@ -94,19 +97,24 @@ class AEObjective:
         self.device = self.data = None
 
     @classmethod
-    def resolve(cls, config_path: str | None, flags: dict, sets: Sequence[str], root: Path) -> "AEObjective":
+    def resolve(
+        cls, config_path: str | None, flags: dict, sets: Sequence[str], root: Path
+    ) -> AEObjective:
         from udlcli.core.spec import resolve_spec, spec_to_dict
 
         search, file_flags = _split_file(config_path)
         spec = resolve_spec("ae", None, {**file_flags, **flags}, list(sets))
-        return cls(spec_to_dict(spec), config.validate(cls.search_cls, search, source="search: section"))
+        return cls(
+            spec_to_dict(spec), config.validate(cls.search_cls, search, source="search: section")
+        )
 
     def load(self, root: Path) -> None:
         """Load the data once per worker; every trial reuses it."""
-        from udlcli.tasks.train.run import _setup
+        from udlcli.core import lifecycle
 
         if self.data is None:
-            self.device, self.data = _setup(self.spec_for({}))
+            spec = self.spec_for({})
+            self.device, self.data = lifecycle.setup(spec.train.device, spec.data)
 
     def data_key(self) -> dict:
         d = self.base["data"]
@@ -118,18 +126,29 @@ class AEObjective:
 
         model = {k: params[k] for k in ("channels", "latent_dim") if k in params}
         train = {k: params[k] for k in ("optimizer", "lr", "weight_decay") if k in params}
-        return config.validate(RunSpec, config.deep_merge(self.base, {"model": model, "train": train}), source="trial spec")
+        return config.validate(
+            RunSpec,
+            config.deep_merge(self.base, {"model": model, "train": train}),
+            source="trial spec",
+        )
 
     def fit(self, spec, callbacks: list[EpochCallback], label: str) -> Trainer:
-        import torch
-
+        from udlcli.core import lifecycle
         from udlcli.models import get
 
-        torch.manual_seed(spec.train.seed)
-        model = get(spec.model.name).build(spec.model, spec.data)
-        train_split, val_split = self.data.split(spec.data.val_fraction, spec.train.seed)
-        trainer = Trainer(model, spec.train, train_split.to(self.device), val_split.to(self.device), self.device,
-                          ckpt_dir=None, callbacks=callbacks, label=label)
+        model, train, val = lifecycle.seeded_fit_inputs(
+            spec, self.data, self.device, lambda: get(spec.model.name).build(spec.model, spec.data)
+        )
+        trainer = Trainer(
+            model,
+            spec.train,
+            train,
+            val,
+            self.device,
+            ckpt_dir=None,
+            callbacks=callbacks,
+            label=label,
+        )
         trainer.fit()
         return trainer
 
@@ -144,35 +163,60 @@ class FinetuneObjective(AEObjective):
     """udl finetune's Prepared (AE run, data, device), loaded once per process."""
 
     @classmethod
-    def resolve(cls, config_path: str | None, flags: dict, sets: Sequence[str], root: Path) -> "FinetuneObjective":
-        from udlcli.tasks.finetune.run import prepare, resolve_finetune_spec
+    def resolve(
+        cls, config_path: str | None, flags: dict, sets: Sequence[str], root: Path
+    ) -> FinetuneObjective:
+        from udlcli.tasks.finetune import prepare, resolve_finetune_spec
 
         search, file_flags = _split_file(config_path)
-        spec = resolve_finetune_spec(None, {**file_flags, **flags, "finetune.baselines": False}, sets)
-        prep = prepare(spec, root)  # loads and kind-checks the AE run: a bad --from fails here, before anything is written
-        obj = cls(prep.spec.model_dump(mode="json"), config.validate(cls.search_cls, search, source="search: section"))
+        spec = resolve_finetune_spec(
+            None, {**file_flags, **flags, "finetune.baselines": False}, sets
+        )
+        prep = prepare(
+            spec, root
+        )  # loads and kind-checks the AE run: a bad --from fails here, before anything is written
+        obj = cls(
+            prep.spec.model_dump(mode="json"),
+            config.validate(cls.search_cls, search, source="search: section"),
+        )
         obj.prep = prep
         return obj
 
     def load(self, root: Path) -> None:
-        from udlcli.tasks.finetune.run import FinetuneSpec, prepare
+        from udlcli.tasks.finetune import FinetuneSpec, prepare
 
         if self.prep is None:
-            self.prep = prepare(config.validate(FinetuneSpec, self.base, source="finetune spec"), root)
+            self.prep = prepare(
+                config.validate(FinetuneSpec, self.base, source="finetune spec"), root
+            )
 
     def spec_for(self, params: dict):
-        from udlcli.tasks.finetune.run import FinetuneSpec
+        from udlcli.tasks.finetune import FinetuneSpec
 
         head = {k: params[k] for k in ("hidden", "dropout", "features") if k in params}
         train = {k: params[k] for k in ("optimizer", "lr", "weight_decay") if k in params}
-        return config.validate(FinetuneSpec, config.deep_merge(self.base, {"finetune": head, "train": train}), source="trial spec")
+        return config.validate(
+            FinetuneSpec,
+            config.deep_merge(self.base, {"finetune": head, "train": train}),
+            source="trial spec",
+        )
 
     def fit(self, spec, callbacks: list[EpochCallback], label: str) -> Trainer:
-        from udlcli.tasks.finetune.run import fit_head
         from udlcli.core.spec import RunSpec, spec_to_dict
+        from udlcli.tasks.finetune import fit_head
 
-        head = {"hidden": spec.finetune.hidden, "dropout": spec.finetune.dropout, "features": spec.finetune.features}
-        run_spec = config.validate(RunSpec, config.deep_merge(spec_to_dict(self.prep.run_spec), {"model": head, "train": spec.train.model_dump()}), source="trial spec")
+        head = {
+            "hidden": spec.finetune.hidden,
+            "dropout": spec.finetune.dropout,
+            "features": spec.finetune.features,
+        }
+        run_spec = config.validate(
+            RunSpec,
+            config.deep_merge(
+                spec_to_dict(self.prep.run_spec), {"model": head, "train": spec.train.model_dump()}
+            ),
+            source="trial spec",
+        )
         return fit_head(replace(self.prep, spec=spec, run_spec=run_spec), callbacks=callbacks)
 
 

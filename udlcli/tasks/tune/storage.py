@@ -27,21 +27,39 @@ def choose_storage(storage: str | None, study_dir: Path, n_jobs: int) -> tuple[s
     if storage is None:
         journal, db = study_dir / "journal.log", study_dir / "study.db"
         if journal.exists() or (n_jobs > 1 and not db.exists()):
-            return str(journal), "journal", f"a journal file, safe for {n_jobs} writers (optuna warns against SQLite with several)" if n_jobs > 1 else "the study's journal file"
+            return (
+                str(journal),
+                "journal",
+                f"a journal file, safe for {n_jobs} writers (optuna warns against SQLite with several)"
+                if n_jobs > 1
+                else "the study's journal file",
+            )
         if n_jobs > 1:
-            raise StorageError(f"{db} is an SQLite study, which is not safe for {n_jobs} writers; continue it with --n-jobs 1, "
-                               f"or start a new --study-name (several workers then get a journal file)")
+            raise StorageError(
+                f"{db} is an SQLite study, which is not safe for {n_jobs} writers; continue it with --n-jobs 1, "
+                f"or start a new --study-name (several workers then get a journal file)"
+            )
         return f"sqlite:///{db}", "rdb", "SQLite (one writer; optuna-dashboard opens it as it is)"
     if "://" in storage:
         scheme = storage.split("://", 1)[0].split("+", 1)[0].lower()
         if scheme not in RDB_SCHEMES:
-            raise StorageError(f"--storage {storage}: unknown URL scheme {scheme!r}; use sqlite:///FILE, postgresql://USER@HOST/DB, mysql://USER@HOST/DB or a journal file path")
+            raise StorageError(
+                f"--storage {storage}: unknown URL scheme {scheme!r}; use sqlite:///FILE, postgresql://USER@HOST/DB, mysql://USER@HOST/DB or a journal file path"
+            )
         if scheme == "sqlite" and n_jobs > 1:
-            raise StorageError("--storage sqlite:/// is not safe for several writers; drop --storage (a journal file is picked) or use postgresql://")
+            raise StorageError(
+                "--storage sqlite:/// is not safe for several writers; drop --storage (a journal file is picked) or use postgresql://"
+            )
         return storage, "rdb", "an RDB server" if scheme != "sqlite" else "SQLite"
     if ":" in storage.split("/", 1)[0] and not Path(storage).exists():
-        raise StorageError(f"--storage {storage}: not a URL (SCHEME://...) nor a journal file path; e.g. postgresql://user@host/db")
-    return storage, "journal", "a journal file (safe for several writers, also on a shared filesystem)"
+        raise StorageError(
+            f"--storage {storage}: not a URL (SCHEME://...) nor a journal file path; e.g. postgresql://user@host/db"
+        )
+    return (
+        storage,
+        "journal",
+        "a journal file (safe for several writers, also on a shared filesystem)",
+    )
 
 
 def shown(url: str) -> str:
@@ -63,16 +81,29 @@ def open_storage(storage: str, kind: str):
             Path(storage).parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(storage))
         if storage.startswith("sqlite"):
-            return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}})
+            return optuna.storages.RDBStorage(
+                storage, engine_kwargs={"connect_args": {"timeout": 60}}
+            )
         connect = {"connect_timeout": 10} if storage.startswith(("postgres", "mysql")) else {}
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are marked experimental
-            return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": connect}, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+            warnings.simplefilter(
+                "ignore", optuna.exceptions.ExperimentalWarning
+            )  # heartbeats are marked experimental
+            return optuna.storages.RDBStorage(
+                storage,
+                engine_kwargs={"connect_args": connect},
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+            )
     except ImportError:
-        raise StorageError(f"--storage {shown(storage)}: its database driver is not installed; pip install 'udlcli[postgres]' (psycopg) or a MySQL driver (pymysql)") from None
+        raise StorageError(
+            f"--storage {shown(storage)}: its database driver is not installed; pip install 'udlcli[postgres]' (psycopg) or a MySQL driver (pymysql)"
+        ) from None
     except Exception as e:
         first = (str(getattr(e, "orig", None) or e).strip().splitlines() or [type(e).__name__])[0]
-        raise StorageError(f"--storage {shown(storage)}: cannot open it ({first}); check the URL, that the server is up and the user may connect") from None
+        raise StorageError(
+            f"--storage {shown(storage)}: cannot open it ({first}); check the URL, that the server is up and the user may connect"
+        ) from None
 
 
 # ---------------------------------------------------------------- counting, stale trials, the worker loop

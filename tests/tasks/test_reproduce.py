@@ -1,0 +1,224 @@
+"""`udl reproduce`: the whole study on real digits, done-markers, --resume, --only/--from, and a failing step."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from pathlib import Path
+
+from conftest import one_error_line
+
+from udlcli.cli.app import app
+
+STEPS = [
+    "tune_ae",
+    "train_ae",
+    "embed_pca",
+    "embed_tsne",
+    "sample_ae",
+    "tune_finetune",
+    "finetune",
+    "finetune_unfrozen",
+    "denoise",
+    "train_vae",
+    "sample_vae",
+    "gan",
+    "evaluate",
+]
+
+
+def _states(report: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (report / "state").glob("*.json")}
+
+
+def test_every_step_runs_in_order_into_its_own_run_folder(study_report):
+    report = study_report["dir"]
+    states = _states(report)
+    assert set(states) == set(STEPS) and all(s["status"] == "done" for s in states.values())
+    started = sorted(STEPS, key=lambda n: states[n]["started"])
+    assert started.index("tune_ae") < started.index("train_ae") < started.index(
+        "finetune"
+    ) and started.index("gan") < started.index("evaluate")
+    steps = report / "steps"
+    # Each step wrote its normal run folder under steps/, named after the step.
+    for run in (
+        "ae/train_ae",
+        "tune/tune_ae",
+        "tune/tune_finetune",
+        "finetune/finetune",
+        "denoise/denoise",
+        "vae/train_vae",
+        "gan/gan",
+    ):
+        assert (steps / run).is_dir(), run
+    assert (steps / "ae/train_ae/embed/tsne_n300.png").is_file() and (
+        steps / "vae/train_vae/samples/vae_grid.png"
+    ).is_file()
+    # Later steps used earlier steps' outputs: the AE came from the study's best.yaml, the classifier from that AE.
+    best = json.loads((steps / "tune/tune_ae/summary.json").read_text())["best"]
+    ae_spec = (steps / "ae/train_ae/spec.yaml").read_text()
+    assert (
+        f"channels: {best['params']['channels']}, latent_dim: {best['params']['latent_dim']}"
+        in ae_spec
+    )
+    assert json.loads((steps / "finetune/finetune/summary.json").read_text())["ae_run"] == str(
+        steps / "ae/train_ae"
+    )
+    # Key numbers travel into the markers: real values, not placeholders.
+    summary = json.loads((steps / "ae/train_ae/summary.json").read_text())
+    assert (
+        states["train_ae"]["output"]["numbers"]["test MSE ([0,1] pixels)"]
+        == summary["test_mse"]
+        > 0
+    )
+    assert (
+        states["finetune"]["output"]["numbers"]["test accuracy"] > 0.3
+    )  # well above chance (0.1): the AE's codes carry the classes
+    ev = states["evaluate"]["output"]["numbers"]
+    assert (
+        ev["floor: uniform noise: FID (udl-LeNet)"]
+        > 10 * ev["ceiling: train split: FID (udl-LeNet)"]
+    )
+    # Rows are named by their steps; a 1-epoch GAN on 400 digits may still score near noise, the AE well below it.
+    assert {
+        "train_ae (ae): FID (udl-LeNet)",
+        "train_vae (vae): FID (udl-LeNet)",
+        "gan (gan): FID (udl-LeNet)",
+    } <= set(ev)
+    assert ev["train_ae (ae): FID (udl-LeNet)"] < ev["floor: uniform noise: FID (udl-LeNet)"]
+
+
+def test_resume_of_a_finished_report_runs_nothing(study_report, runner):
+    report = study_report["dir"]
+    before = {n: s["started"] for n, s in _states(report).items()}
+    r = runner.invoke(
+        app,
+        ["reproduce", "--resume", str(report), "--data-dir", str(study_report["data_dir"]), "-q"],
+    )
+    assert r.exit_code == 0, r.output
+    assert "ran 0 step(s)" in r.output
+    assert {n: s["started"] for n, s in _states(report).items()} == before
+
+
+def test_only_reruns_one_step_and_keeps_the_others(study_report, runner):
+    report = study_report["dir"]
+    before = _states(report)
+    r = runner.invoke(
+        app, ["reproduce", "--only", "sample_ae", "--out", str(report.parent.parent), "-q"]
+    )
+    assert r.exit_code == 0, r.output
+    assert (
+        f"rerunning steps of the newest report, {report}" in r.output.replace("\n", "")
+        and "ran 1 step(s)" in r.output
+    )
+    after = _states(report)
+    assert after["sample_ae"]["started"] >= before["sample_ae"]["started"]
+    assert {n: s["started"] for n, s in after.items() if n != "sample_ae"} == {
+        n: s["started"] for n, s in before.items() if n != "sample_ae"
+    }
+
+
+def test_resume_refuses_changes_and_only_needs_finished_inputs(study_report, runner, tmp_path):
+    report = study_report["dir"]
+    r = runner.invoke(app, ["reproduce", str(study_report["study"]), "--resume", str(report)])
+    assert (
+        r.exit_code == 2
+        and "--resume continues a report with the study and profile saved in it"
+        in one_error_line(r)
+    )
+    r = runner.invoke(app, ["reproduce", "--only", "nope", "--resume", str(report)])
+    assert r.exit_code == 2 and "no step 'nope'" in one_error_line(r)
+    r = runner.invoke(app, ["reproduce", "--resume", str(tmp_path)])
+    assert r.exit_code == 2 and "not a udl reproduce folder" in one_error_line(r)
+
+
+def test_a_failing_step_stops_the_chain_and_resume_continues_after_a_fix(tmp_path, runner):
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        textwrap.dedent("""
+        name: broken
+        data: {dataset: mnist-sample}
+        steps:
+          train_ae:
+            run: train ae
+            spec: {data: {limit: 300}, model: {channels: 4}, train: {epochs: 1}}
+          grid:
+            run: sample vae          # an AE run is not a VAE: fails when it runs, not when it is validated
+            from: train_ae
+            grid: true
+          pca:
+            run: embed
+            from: train_ae
+            method: pca
+        profiles: {quick: {}}
+        """)
+    )
+    out = tmp_path / "runs"
+    r = runner.invoke(app, ["reproduce", str(study), "--out", str(out), "-q"])
+    assert r.exit_code != 0
+    line = one_error_line(r)
+    report = out / "report" / "broken"
+    assert "step grid (sample vae) failed:" in line and f"udl reproduce --resume {report}" in line
+    states = _states(report)
+    assert (
+        states["train_ae"]["status"] == "done"
+        and states["grid"]["status"] == "failed"
+        and "pca" not in states
+    )
+    md = (report / "report.md").read_text()
+    assert "| grid | sample vae | failed |" in md and "| pca | embed | pending |" in md
+    # Fix the saved study (the AE's samples instead) and continue: the finished AE is not trained again.
+    saved = report / "study.yaml"
+    saved.write_text(
+        saved.read_text()
+        .replace("run: sample vae", "run: sample ae")
+        .replace("grid: true", "n: 16")
+    )
+    trained = states["train_ae"]["started"]
+    r = runner.invoke(app, ["reproduce", "--resume", str(report), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "ran 2 step(s)" in r.output
+    states = _states(report)
+    assert (
+        all(s["status"] == "done" for s in states.values())
+        and states["train_ae"]["started"] == trained
+    )
+    assert re.search(
+        r"\| grid \| sample ae \| done \| \d+ s \|", (report / "report.md").read_text()
+    )
+
+
+def test_from_only_and_resume_choose_the_steps_to_run(tmp_path):
+    import pytest
+    from conftest import smoke_study
+
+    from udlcli.errors import SpecError
+    from udlcli.tasks.reproduce.run import select_steps
+    from udlcli.tasks.reproduce.study import load_study
+
+    study = load_study(smoke_study(tmp_path / "study.yaml"), "smoke")
+    done = {n: {"status": "done"} for n in STEPS}
+    assert select_steps(study, done, [], "sample_vae", fresh=False) == [
+        "sample_vae",
+        "gan",
+        "evaluate",
+    ]  # it and every step after it
+    assert select_steps(study, done, ["embed_pca", "gan"], None, fresh=False) == [
+        "embed_pca",
+        "gan",
+    ]
+    assert select_steps(
+        study, {**done, "denoise": {"status": "failed"}}, [], None, fresh=False
+    ) == ["denoise"]  # --resume: what is not done
+    assert select_steps(study, {}, [], None, fresh=True) == STEPS
+    with pytest.raises(
+        SpecError, match="step finetune needs tune_finetune, which has not finished"
+    ):
+        select_steps(
+            study,
+            {n: s for n, s in done.items() if n != "tune_finetune"},
+            ["finetune"],
+            None,
+            fresh=False,
+        )

@@ -1,0 +1,212 @@
+"""The run lifecycle every training command shares: set-up, a new run folder, resuming one, metadata and timing.
+
+    udl train / denoise / finetune / gan (and tuning trials, which write nothing):
+
+        device, data = setup(spec.train.device, spec.data)      # everything loaded before any folder exists
+        model, train, val = seeded_fit_inputs(spec, data, device, build)
+        run_dir = new_run(task, spec_dict, opts, device, data)  # spec.yaml with its meta: block
+        ...Trainer(...).fit()...; summary |= timing(history, wall)
+
+    --resume RUN (a run folder or one of its checkpoints):
+
+        r = open_resume(RUN, kinds=("ae", "vae"))              # the checkpoint, kind-checked
+        extend(spec.train, r.done, epochs, device, r.run_dir)   # the --epochs rule, the same everywhere
+        check_same_data(r.payload, data)
+
+Only --epochs and --device may change on resume; the CLI refuses the rest (cli/common.py's FlagTable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from udlcli import ui
+from udlcli.core import runs
+from udlcli.core.checkpoint import load_checkpoint
+from udlcli.core.device import describe, resolve_device
+from udlcli.core.trainer import Callback
+from udlcli.data import ImageDataset, TensorImages, load_dataset
+from udlcli.errors import CheckpointError, SpecError, a_kind
+
+RESUME = {
+    "ae": "udl train --resume",
+    "vae": "udl train --resume",
+    "lenet": "udl train --resume",
+    "dae": "udl denoise --resume",
+    "classifier": "udl finetune --resume",
+    "gan": "udl gan --resume",
+}
+"""Run kind -> the command that continues it."""
+
+
+@dataclass
+class RunOptions:
+    """Where and how a run is written; shared by every command that writes runs."""
+
+    out: Path = Path("runs")
+    name: str | None = None
+    command: str = ""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict
+    history: list[dict] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- a new run
+
+
+def setup(
+    device: str, data_cfg, data: ImageDataset | None = None
+) -> tuple[torch.device, ImageDataset]:
+    """The device and the dataset of a spec (data given: already loaded, e.g. once for many trials)."""
+    dev = resolve_device(device)
+    return dev, data or load_dataset(data_cfg.dataset, data_cfg.data_dir, data_cfg.limit)
+
+
+def seeded_fit_inputs(
+    spec,
+    data: ImageDataset,
+    device: torch.device,
+    build: Callable[[], torch.nn.Module],
+    split: bool = True,
+) -> tuple[torch.nn.Module, TensorImages, TensorImages | None]:
+    """Seed torch with the run's seed, build the model, and split the training data 80/20 (seeded) onto the device.
+
+    The order is what makes a run reproducible: the same seed gives the same initial weights, split and batches.
+    split=False: the whole training split and no validation (the GAN).
+    """
+    torch.manual_seed(spec.train.seed)
+    model = build()
+    if not split:
+        return model, data.train.to(device), None
+    train, val = data.split(spec.data.val_fraction, spec.train.seed)
+    return model, train.to(device), val.to(device)
+
+
+def meta(opts: RunOptions, device: torch.device, data: ImageDataset) -> dict:
+    """The meta: block of spec.yaml: command line, time, versions, device and the dataset actually used."""
+    return {
+        "command": opts.command,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": runs.versions(),
+        "device": describe(device),
+        "dataset": data.info(),
+    }
+
+
+def new_run(
+    task: str,
+    spec: dict,
+    opts: RunOptions,
+    device: torch.device,
+    data: ImageDataset,
+    subdirs: tuple[str, ...] = (runs.WEIGHTS, "figures"),
+) -> Path:
+    """Create runs/<task>/<name>/ (never over an existing one) and write its spec.yaml."""
+    run_dir = runs.new_run_dir(opts.out, task, opts.name, subdirs)
+    runs.write_spec(run_dir, spec, meta(opts, device, data))
+    return run_dir
+
+
+class MetricsCSV(Callback):
+    """metrics.csv rewritten from the trainer's history after every epoch's checkpoint, so the two always agree."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_saved(self, trainer, row: dict) -> None:
+        runs.write_metrics(self.run_dir, trainer.history)
+
+
+def data_line(data: ImageDataset) -> str:
+    return f"data {data.name} ({len(data.train):,} train / {len(data.test):,} test)"
+
+
+def timing(history: list[dict], wall: float) -> dict:
+    """The summary's timing keys, the same for every command."""
+    return {
+        "wall_time_s": round(wall, 2),
+        "train_time_s": round(sum(r["time_s"] for r in history), 2),
+        "images_per_s": round(float(np.mean([r["images_per_s"] for r in history])), 1)
+        if history
+        else 0.0,
+    }
+
+
+# ---------------------------------------------------------------- resuming
+
+
+@dataclass
+class Resumed:
+    """A run to continue: its folder, its last checkpoint and how many epochs it has done."""
+
+    run_dir: Path
+    checkpoint: Path
+    payload: dict[str, Any]
+    kind: str
+    done: int
+
+
+def open_resume(run: str | Path, kinds: tuple[str, ...]) -> Resumed:
+    """The last checkpoint of a run folder (or of the folder of a checkpoint file), of one of `kinds`."""
+    run_dir = Path(run)
+    if run_dir.is_file():  # a checkpoint path: its run folder is two levels up
+        run_dir = run_dir.parent.parent if run_dir.parent.name == runs.WEIGHTS else run_dir.parent
+    if not run_dir.is_dir():
+        raise CheckpointError(f"--resume {run}: no such run folder or checkpoint")
+    last = run_dir / runs.WEIGHTS / "last.pt"
+    if not last.is_file():
+        raise CheckpointError(
+            f"--resume {run}: no checkpoint at {last}; nothing to resume (start a new run instead)"
+        )
+    payload = load_checkpoint(last)
+    kind = payload.get("kind")
+    if kind not in kinds:
+        other = RESUME.get(kind or "")
+        how = f"; resume it with {other} {run_dir}" if other else ""
+        raise CheckpointError(
+            f"--resume {run}: {run_dir} is {a_kind(kind)} run, not {' or '.join(a_kind(k) for k in kinds)} run{how}"
+        )
+    if "spec" not in payload or "epoch" not in payload:
+        raise CheckpointError(f"{last} holds no run spec; it was not written by udl")
+    return Resumed(run_dir, last, payload, kind, int(payload["epoch"]))
+
+
+def extend(train_cfg, done: int, epochs: int | None, device: str | None, run_dir: Path) -> None:
+    """The one --epochs rule: a new total above the epochs done, or the run's own; --device may change too."""
+    if epochs is not None:
+        if epochs <= done:
+            raise SpecError(
+                f"--epochs {epochs}: the run already has {done} epochs; give a larger number to extend it"
+            )
+        train_cfg.epochs = epochs
+    if device is not None:
+        train_cfg.device = device
+    if done >= train_cfg.epochs:
+        raise SpecError(
+            f"{run_dir} already finished {done}/{train_cfg.epochs} epochs; pass --epochs N (N > {done}) to extend it"
+        )
+
+
+def check_same_data(payload: dict, data: ImageDataset) -> None:
+    was = (payload.get("data") or {}).get("name")
+    if was and was != data.name:
+        raise CheckpointError(
+            f"this run was trained on {was!r} but {data.name!r} was loaded now; point --data-dir at the original data"
+        )
+
+
+def say_resuming(r: Resumed, epochs: int, device: torch.device) -> None:
+    ui.info(
+        f"resuming [cyan]{r.run_dir}[/] at epoch {r.done + 1}/{epochs}; device {describe(device)}"
+    )
