@@ -12,6 +12,8 @@ from udlcli.errors import SpecError
 
 # Keys written into a run's spec.yaml by udl itself; ignored when a spec is read back.
 WRITTEN_ONLY_KEYS = ("meta",)
+LEGACY_SHAPE = (1, 28, 28)
+"""The image shape of runs and feature networks written before udl recorded shapes (all were MNIST-shaped)."""
 
 
 class Strict(BaseModel):
@@ -20,21 +22,44 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "kmnist", "mnist-sample")
+DATASET_NAMES = (
+    "mnist",
+    "fashion-mnist",
+    "kmnist",
+    "mnist-sample",
+    "cifar10",
+    "cifar100",
+    "svhn",
+    "stl10",
+    "stl10-unlabeled",
+    "celeba",
+)
 
 
 class DataConfig(Strict):
     dataset: str = "mnist"
-    """mnist | fashion-mnist | kmnist | mnist-sample | folder:PATH"""
+    """mnist | fashion-mnist | kmnist | mnist-sample | cifar10 | cifar100 | svhn | stl10 | stl10-unlabeled | celeba | folder:PATH"""
     data_dir: Optional[str] = None
     """Where datasets live; None means $UDL_DATA_DIR, then the user cache folder."""
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     """Share of the training split held out for validation (the report's 80/20)."""
     limit: Optional[int] = Field(None, ge=10)
-    """Use only the first N training images (quick runs); None uses them all."""
-    mean: float = 0.1307
-    std: float = Field(0.3081, gt=0.0)
-    """Normalize((mean,), (std,)) applied per batch on the device before the encoder (the report's values)."""
+    """Use N training images, a stratified seeded sample (quick runs); None uses them all."""
+    image_size: Optional[int] = None
+    """Resize every image to N x N (28 to 64); None keeps the dataset's size (96-pixel STL-10: 64; CelebA: 64)."""
+    color: Optional[Literal["gray", "rgb"]] = None
+    """Convert to one channel (gray) or three (rgb); None keeps the dataset's own (a folder's: detected)."""
+    shape: Optional[tuple[int, int, int]] = None
+    """(C, H, W) of the images, filled in when the data is loaded and kept in spec.yaml: a run's data must match it."""
+    mean: Optional[list[float]] = None
+    std: Optional[list[float]] = None
+    """Per-channel Normalize applied per batch on the device before the encoder. None: computed from the
+    training split when the run starts and kept in spec.yaml (MNIST: the report's 0.1307 and 0.3081)."""
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the run's images; a spec written before udl recorded shapes is MNIST's."""
+        return tuple(self.shape or LEGACY_SHAPE)
 
     @field_validator("dataset")
     @classmethod
@@ -44,6 +69,28 @@ class DataConfig(Strict):
         raise ValueError(
             f"unknown dataset {v!r}; choose one of {', '.join(DATASET_NAMES)} or folder:PATH"
         )
+
+    @field_validator("image_size")
+    @classmethod
+    def _size_in_range(cls, v: Optional[int]) -> Optional[int]:
+        if v is not None and not 28 <= v <= 64:
+            raise ValueError(
+                f"{v} pixels: udl's models take images of 28 to 64 pixels (give 28 to 64)"
+            )
+        return v
+
+    @field_validator("mean", "std", mode="before")
+    @classmethod
+    def _per_channel(cls, v: Any) -> Any:
+        # A single number (a spec written before colour, or --set data.std=0.5) is the same for every channel.
+        return [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+        if v is not None and any(s <= 0 for s in v):
+            raise ValueError(f"every std must be > 0 (got {v})")
+        return v
 
 
 class TrainConfig(Strict):

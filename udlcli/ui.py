@@ -28,6 +28,16 @@ def live_enabled() -> bool:
     return console.is_terminal and not _quiet and not os.environ.get("CI")
 
 
+def track(items, description: str):
+    """Iterate over items (a sized sequence) with a progress bar on a terminal, else after one line saying what runs."""
+    if live_enabled():
+        from rich.progress import track as rich_track
+
+        return rich_track(items, description=description, console=console, transient=True)
+    info(f"{description} ...")
+    return items
+
+
 def info(msg: str) -> None:
     if not _quiet:
         console.print(msg)

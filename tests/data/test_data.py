@@ -26,8 +26,12 @@ def test_resolve_data_dir_order(monkeypatch, tmp_path):
 def test_full_mnist_from_gz(mnist_dir):
     ds = load_dataset("mnist", mnist_dir)
     assert ds.name == "mnist"
-    assert ds.train.x.shape == (60000, 28, 28) and ds.train.x.dtype == torch.uint8
-    assert ds.test.x.shape == (10000, 28, 28)
+    assert ds.train.x.shape == (60000, 1, 28, 28) and ds.train.x.dtype == torch.uint8
+    assert ds.test.x.shape == (10000, 1, 28, 28) and ds.shape == (1, 28, 28)
+    assert ds.stats == (
+        [0.1307],
+        [0.3081],
+    )  # computed from the training split: the report's numbers
     assert ds.train.y[:5].tolist() == [5, 0, 4, 1, 9]  # the canonical first labels
     assert ds.info()["train_size"] == 60000
 
@@ -190,7 +194,7 @@ def test_folder_with_classes_and_resizing(tmp_path, capsys):
     assert ds.classes == ["cat", "dog"]
     assert len(ds.train) + len(ds.test) == 12
     assert set(torch.cat([ds.train.y, ds.test.y]).tolist()) == {0, 1}
-    assert ds.train.x.shape[1:] == (28, 28)
+    assert ds.train.x.shape[1:] == (1, 28, 28)  # gray, and mixed sizes resized to 28x28
     assert "6 image(s)" in capsys.readouterr().out
 
 

@@ -34,7 +34,7 @@ def test_resizes_inverts_and_reports(tmp_path):
     # the untouched 28x28 image is its pixels / 255 exactly
     assert np.allclose(imgs.x[0, 0].numpy(), _digit(28, False) / 255.0)
     assert imgs.notes == [
-        "2 images resized to 28x28",
+        "2 images resized to 28x28, the run's size",
         "2 images were dark-on-light and were inverted (MNIST digits are white on black)",
     ]
 

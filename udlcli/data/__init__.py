@@ -4,6 +4,8 @@ from udlcli.data.dataset import (
     ImageDataset,
     TensorImages,
     check_data_dir,
+    fit_config,
+    load_configured,
     load_dataset,
     resolve_data_dir,
     showcase_indices,
@@ -11,6 +13,8 @@ from udlcli.data.dataset import (
 )
 
 __all__ = [
+    "fit_config",
+    "load_configured",
     "ImageDataset",
     "TensorImages",
     "check_data_dir",

