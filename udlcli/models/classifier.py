@@ -4,7 +4,7 @@ Layout (n = channels, d = latent_dim, h = hidden), for a 1x28x28 input:
 
     encoder      the AE's ConvEncoder and to_latent (udlcli.models.ae), weights copied from an AE run
     features     what the head sees (`features`): latent, the code (B, d) (the report's); hidden, the
-                 encoder's 64-unit layer (B, 64); conv, the flattened conv trunk (B, 36n)
+                 encoder's 64-unit layer (B, 64); conv, the flattened conv trunk (B, 36n for 1x28x28)
     standardize  each feature minus its mean, over its std, both fixed from the training split
     head         Linear(f, h) ReLU Dropout(p) Linear(h, classes) -> logits (B, classes)
 
@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from udlcli.config import Strict, TrainConfig
-from udlcli.models.ae import HIDDEN, ConvEncoder, conv_width
+from udlcli.models.ae import HIDDEN, MNIST_SHAPE, ConvEncoder, conv_width, data_shape, data_stats
 from udlcli.models.registry import ModelEntry, register
 
 Features = Literal["latent", "hidden", "conv"]
@@ -96,16 +96,18 @@ class Standardize(nn.Module):
 class Classifier(nn.Module):
     """Encoder (frozen or not) + MLP head on the chosen features; loss() is cross-entropy and also reports accuracy."""
 
-    def __init__(self, cfg: ClassifierConfig, mean: float = 0.1307, std: float = 0.3081):
+    def __init__(self, cfg: ClassifierConfig, mean=0.1307, std=0.3081, shape=MNIST_SHAPE):
         super().__init__()
         self.cfg = cfg
         self.frozen = not cfg.unfreeze
         # The same modules (and parameter names) as ConvAE, so an AE's weights load by name.
-        self.encoder = ConvEncoder(cfg.channels, mean, std)
+        self.encoder = ConvEncoder(cfg.channels, mean, std, shape)
         self.to_latent = nn.Linear(HIDDEN, cfg.latent_dim)
-        width = {"latent": cfg.latent_dim, "hidden": HIDDEN, "conv": conv_width(cfg.channels)}[
-            cfg.features
-        ]
+        width = {
+            "latent": cfg.latent_dim,
+            "hidden": HIDDEN,
+            "conv": conv_width(cfg.channels, shape),
+        }[cfg.features]
         self.standardize = Standardize(width)
         self.head = nn.Sequential(
             nn.Linear(width, cfg.hidden),
@@ -191,7 +193,7 @@ def random_shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
 
 
 def build_classifier(cfg: ClassifierConfig, data) -> Classifier:
-    return Classifier(cfg, data.mean, data.std)
+    return Classifier(cfg, *data_stats(data), data_shape(data))
 
 
 register(

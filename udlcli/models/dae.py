@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from udlcli.data.noise import NoiseConfig, add_noise
-from udlcli.models.ae import AEConfig, ConvAE
+from udlcli.models.ae import MNIST_SHAPE, AEConfig, ConvAE, data_shape, data_stats
 from udlcli.models.registry import REGISTRY, ModelEntry, register
 
 VAL_NOISE_SEED = 1234
@@ -42,17 +42,19 @@ class DenoisingAE(ConvAE):
         channels: int,
         latent_dim: int,
         noise: NoiseConfig,
-        mean: float = 0.1307,
-        std: float = 0.3081,
+        mean=0.1307,
+        std=0.3081,
+        shape=MNIST_SHAPE,
     ):
-        super().__init__(channels, latent_dim, mean, std)
+        super().__init__(channels, latent_dim, mean, std, shape)
         self.noise = noise
-        self.std = std  # the Normalize std: turns the normalised sigma into pixel units
+        # The Normalize std per channel: turns the normalised sigma into pixel units, channel by channel.
+        self.std = std
 
     def corrupt(
         self, x: torch.Tensor, generator: torch.Generator | None = None, kind: str | None = None
     ) -> torch.Tensor:
-        """A noisy copy of x (B, 1, 28, 28) in [0, 1], with the configured noise unless `kind` names another."""
+        """A noisy copy of x (B, C, H, W) in [0, 1], with the configured noise unless `kind` names another."""
         return add_noise(x, self.noise, self.std, generator, kind)
 
     def denoise(self, noisy: torch.Tensor) -> torch.Tensor:
@@ -69,7 +71,9 @@ class DenoisingAE(ConvAE):
 
 
 def build_dae(cfg: DAEConfig, data) -> DenoisingAE:
-    return DenoisingAE(cfg.channels, cfg.latent_dim, cfg.noise_config(), data.mean, data.std)
+    return DenoisingAE(
+        cfg.channels, cfg.latent_dim, cfg.noise_config(), *data_stats(data), data_shape(data)
+    )
 
 
 register(

@@ -15,7 +15,7 @@ so it is not in the model registry: `udl gan` has its own loop (udlcli/engine/ga
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from typing import Literal
 
 import torch
@@ -24,14 +24,15 @@ from pydantic import Field
 from torch import nn
 
 from udlcli.config import Strict
+from udlcli.models.dcgan import build_dcgan
 
-IMAGE = 28 * 28
+MNIST_SHAPE = (1, 28, 28)
 
 
 class GanModelConfig(Strict):
     name: Literal["gan"] = "gan"
     arch: Literal["mlp", "dcgan"] = "mlp"
-    """mlp: the report's fully connected GAN; dcgan: a small convolutional alternative."""
+    """mlp: the report's fully connected GAN (any image shape); dcgan: convolutional (28, 32 or 64 pixels)."""
     noise_dim: int = Field(64, ge=1, le=4096)
     """Size of the normal noise vector z (the report's 64)."""
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
@@ -55,36 +56,36 @@ class Discriminator(nn.Module):
 
     @torch.no_grad()
     def probability(self, x: torch.Tensor) -> torch.Tensor:
-        """P(real) for normalised images (B, 1, 28, 28) in [-1, 1] -> (B,)."""
+        """P(real) for normalised images (B, C, H, W) in [-1, 1] -> (B,)."""
         return self.sigmoid(self(x))
 
 
 class MLPGenerator(nn.Module):
-    """z (B, noise_dim) -> images (B, 1, 28, 28) in [-1, 1] (the normalised pixel space)."""
+    """z (B, noise_dim) -> images (B, C, H, W) in [-1, 1] (the normalised pixel space); (B, 1, 28, 28) in the report."""
 
-    def __init__(self, noise_dim: int = 64):
+    def __init__(self, noise_dim: int = 64, shape=MNIST_SHAPE):
         super().__init__()
-        self.noise_dim = noise_dim
+        self.noise_dim, self.shape = noise_dim, tuple(shape)
         self.body = nn.Sequential(
             *leaky(noise_dim, 256),
             *leaky(256, 512),
             *leaky(512, 1024),
-            nn.Linear(1024, IMAGE),
+            nn.Linear(1024, math.prod(shape)),
             nn.Tanh(),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(z).view(-1, 1, 28, 28)
+        return self.body(z).view(-1, *self.shape)
 
 
 class MLPDiscriminator(Discriminator):
-    """Images (B, 1, 28, 28) in [-1, 1] -> logits (B,); sigmoid(logit) is the report's output unit."""
+    """Images (B, C, H, W) in [-1, 1] -> logits (B,); sigmoid(logit) is the report's output unit."""
 
-    def __init__(self, dropout: float = 0.3):
+    def __init__(self, dropout: float = 0.3, shape=MNIST_SHAPE):
         super().__init__()
         self.body = nn.Sequential(
             nn.Flatten(),
-            *leaky(IMAGE, 1024, dropout),
+            *leaky(math.prod(shape), 1024, dropout),
             *leaky(1024, 512, dropout),
             *leaky(512, 256, dropout),
             nn.Linear(256, 1),
@@ -94,86 +95,16 @@ class MLPDiscriminator(Discriminator):
         return self.body(x).squeeze(1)
 
 
-class ConvGenerator(nn.Module):
-    """DCGAN-style: z (B, d) -> Linear -> (B, 2n, 7, 7) -> ConvT -> (B, n, 14, 14) -> ConvT -> (B, 1, 28, 28) Tanh."""
-
-    def __init__(self, noise_dim: int = 64, channels: int = 64):
-        super().__init__()
-        n = channels
-        self.noise_dim = noise_dim
-        self.body = nn.Sequential(
-            nn.Linear(noise_dim, 2 * n * 7 * 7, bias=False),
-            nn.BatchNorm1d(2 * n * 7 * 7),
-            nn.ReLU(True),
-            nn.Unflatten(1, (2 * n, 7, 7)),
-            nn.ConvTranspose2d(2 * n, n, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(n),
-            nn.ReLU(True),  # (B, n, 14, 14)
-            nn.ConvTranspose2d(n, 1, 4, stride=2, padding=1),
-            nn.Tanh(),  # (B, 1, 28, 28)
-        )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(z)
+def build_gan(cfg: GanModelConfig, shape=MNIST_SHAPE) -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator) for cfg.arch and the image shape, with fresh weights from the current torch seed."""
+    if cfg.arch == "dcgan":
+        return build_dcgan(cfg.noise_dim, cfg.channels, shape)
+    return MLPGenerator(cfg.noise_dim, shape), MLPDiscriminator(cfg.dropout, shape)
 
 
-class ConvDiscriminator(Discriminator):
-    """DCGAN-style: (B, 1, 28, 28) -> conv (B, n, 14, 14) -> conv (B, 2n, 7, 7) -> Linear -> logits (B,)."""
-
-    def __init__(self, channels: int = 64):
-        super().__init__()
-        n = channels
-        self.body = nn.Sequential(
-            nn.Conv2d(1, n, 4, stride=2, padding=1),
-            nn.LeakyReLU(0.2, True),  # (B, n, 14, 14)
-            nn.Conv2d(n, 2 * n, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(2 * n),
-            nn.LeakyReLU(0.2, True),  # (B, 2n, 7, 7)
-            nn.Flatten(),
-            nn.Linear(2 * n * 7 * 7, 1),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).squeeze(1)
-
-
-def dcgan_init(module: nn.Module) -> None:
-    """The DCGAN paper's init: N(0, 0.02) weights, N(1, 0.02) batch-norm scales; it keeps early D and G balanced."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
-
-
-def _mlp(cfg: GanModelConfig) -> tuple[nn.Module, Discriminator]:
-    return MLPGenerator(cfg.noise_dim), MLPDiscriminator(cfg.dropout)
-
-
-def _dcgan(cfg: GanModelConfig) -> tuple[nn.Module, Discriminator]:
-    g, d = ConvGenerator(cfg.noise_dim, cfg.channels), ConvDiscriminator(cfg.channels)
-    dcgan_init(g)
-    dcgan_init(d)
-    return g, d
-
-
-ARCHS: dict[str, Callable[[GanModelConfig], tuple[nn.Module, Discriminator]]] = {
-    "mlp": _mlp,
-    "dcgan": _dcgan,
-}
-
-
-def build_gan(cfg: GanModelConfig) -> tuple[nn.Module, Discriminator]:
-    """(generator, discriminator) for cfg.arch, with fresh weights from the current torch seed."""
-    return ARCHS[cfg.arch](cfg)
-
-
-def build_generator(cfg: GanModelConfig) -> nn.Module:
+def build_generator(cfg: GanModelConfig, shape=MNIST_SHAPE) -> nn.Module:
     """The generator alone (sampling and evaluation need no discriminator)."""
-    return build_gan(cfg)[0]
+    return build_gan(cfg, shape)[0]
 
 
 class GAN(nn.Module):
@@ -188,13 +119,26 @@ class GAN(nn.Module):
         cfg: GanModelConfig,
         d_steps: int = 1,
         label_smoothing: float = 0.0,
-        mean: float = 0.5,
-        std: float = 0.5,
+        mean=0.5,
+        std=0.5,
+        shape=MNIST_SHAPE,
     ):
         super().__init__()
-        self.G, self.D = build_gan(cfg)
+        self.G, self.D = build_gan(cfg, shape)
+        self.shape = tuple(shape)
         self.noise_dim, self.d_steps, self.label_smoothing = cfg.noise_dim, d_steps, label_smoothing
-        self.mean, self.std = mean, std
+        # Per-channel numbers, kept as plain floats (not buffers: the state is G's and D's alone).
+        as_list = lambda v: [float(v)] if isinstance(v, (int, float)) else [float(t) for t in v]  # noqa: E731
+        self.mean, self.std = as_list(mean), as_list(std)
+
+    @staticmethod
+    def _per_channel(values: list[float], x: torch.Tensor):
+        """One number as it is, several as (1, C, 1, 1) to broadcast over a batch."""
+        return (
+            values[0]
+            if len(values) == 1
+            else torch.tensor(values, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        )
 
     def configure_optimizers(self, cfg) -> dict[str, torch.optim.Optimizer]:
         """Adam for G at lr and for D at lr_d (default lr), both with the report's betas."""
@@ -206,13 +150,15 @@ class GAN(nn.Module):
 
     def to_pixels(self, g: torch.Tensor) -> torch.Tensor:
         """Generator output in normalised space -> images in [0, 1]."""
-        return (g * self.std + self.mean).clamp(0, 1)
+        return (g * self._per_channel(self.std, g) + self._per_channel(self.mean, g)).clamp(0, 1)
 
     def train_step(
         self, x: torch.Tensor, y: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
     ) -> dict[str, torch.Tensor]:
-        """One iteration on real images x (B, 1, 28, 28) in [0, 1]: d_steps D updates, then one G update."""
-        real = (x - self.mean) / self.std  # (B, 1, 28, 28) in [-1, 1]
+        """One iteration on real images x (B, C, H, W) in [0, 1]: d_steps D updates, then one G update."""
+        real = (x - self._per_channel(self.mean, x)) / self._per_channel(
+            self.std, x
+        )  # (B, C, H, W) in [-1, 1]
         b, dev = len(real), real.device
         real_target = torch.full((b,), 1.0 - self.label_smoothing, device=dev)
         ones, zeros = torch.ones(b, device=dev), torch.zeros(b, device=dev)

@@ -28,7 +28,7 @@ from pydantic import Field
 from torch import nn
 
 from udlcli.config import Strict
-from udlcli.models.ae import Normalize
+from udlcli.models.ae import MNIST_SHAPE, Normalize, data_shape, data_stats
 from udlcli.models.registry import ModelEntry, register
 
 
@@ -77,7 +77,7 @@ def synthetic_negatives(
 
 
 class LeNet(nn.Module):
-    """Classifier over images in [0, 1] (B, 1, 28, 28); `features` gives the (B, f) penultimate layer."""
+    """Classifier over images in [0, 1] (B, C, H, W); `features` gives the (B, f) penultimate layer."""
 
     def __init__(
         self,
@@ -85,13 +85,16 @@ class LeNet(nn.Module):
         features: int = 128,
         classes: int = 10,
         dropout: float = 0.0,
-        mean: float = 0.1307,
-        std: float = 0.3081,
+        mean=0.1307,
+        std=0.3081,
         reject: bool = False,
         negatives: float = 0.1,
+        shape=MNIST_SHAPE,
     ):
         super().__init__()
-        n = channels
+        n, (c, h, w) = channels, shape
+        # conv 5 (padding 2) keeps the size, each pool halves it, conv 5 (no padding) takes 4 off: 28 -> 14 -> 10 -> 5.
+        fh, fw = (h // 2 - 4) // 2, (w // 2 - 4) // 2
         self.n_features, self.n_classes, self.reject, self.negatives = (
             features,
             classes,
@@ -100,14 +103,14 @@ class LeNet(nn.Module):
         )
         self.normalize = Normalize(mean, std)
         self.body = nn.Sequential(
-            nn.Conv2d(1, n, 5, padding=2),
+            nn.Conv2d(c, n, 5, padding=2),
             nn.ReLU(True),
             nn.MaxPool2d(2),  # (B, n, 14, 14)
             nn.Conv2d(n, 2 * n, 5),
             nn.ReLU(True),
             nn.MaxPool2d(2),  # (B, 2n, 5, 5)
             nn.Flatten(),
-            nn.Linear(2 * n * 5 * 5, features),
+            nn.Linear(2 * n * fh * fw, features),
             nn.ReLU(True),  # (B, f)
         )
         self.head = nn.Sequential(
@@ -151,10 +154,10 @@ def build_lenet(cfg: LeNetConfig, data) -> LeNet:
         cfg.features,
         cfg.classes,
         cfg.dropout,
-        data.mean,
-        data.std,
+        *data_stats(data),
         cfg.reject,
         cfg.negatives,
+        data_shape(data),
     )
 
 
