@@ -1,7 +1,9 @@
 """Image quality metrics, per image and batched on the device: PSNR (dB) and SSIM (Wang et al., 2004).
 
-Both take image batches (B, 1, H, W) with pixels in [0, 1] (data range 1) and return one value per
-image (B,), so a caller can average over a test set in batches.
+Both take image batches (B, C, H, W) with pixels in [0, 1] (data range 1) and return one value per
+image (B,), so a caller can average over a test set in batches. PSNR is over every pixel of every
+channel; SSIM is computed per channel and averaged over the channels, as
+skimage.metrics.structural_similarity(channel_axis=...) does.
 
 SSIM follows the standard definition with the usual constants: an 11x11 Gaussian window with
 sigma 1.5, K1 = 0.01, K2 = 0.03, population (not sample) statistics, averaged over the positions
@@ -45,11 +47,21 @@ def ssim(
     size: int = WINDOW,
     sigma: float = SIGMA,
 ) -> torch.Tensor:
-    """Mean structural similarity of each image x against ref (B,), both (B, 1, H, W) with H, W >= size."""
-    if x.shape != ref.shape or x.ndim != 4 or x.shape[1] != 1:
+    """Mean structural similarity of each image x against ref (B,), both (B, C, H, W) with H, W >= size; the mean over channels."""
+    if x.shape != ref.shape or x.ndim != 4:
         raise ValueError(
-            f"ssim needs two (B, 1, H, W) batches of the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}"
+            f"ssim needs two (B, C, H, W) batches of the same shape, got {tuple(x.shape)} and {tuple(ref.shape)}"
         )
+    if x.shape[1] > 1:  # each channel on its own, as one-channel images; then their mean
+        b, c = x.shape[:2]
+        per = ssim(
+            x.reshape(b * c, 1, *x.shape[2:]),
+            ref.reshape(b * c, 1, *x.shape[2:]),
+            data_range,
+            size,
+            sigma,
+        )
+        return per.view(b, c).mean(1)
     if min(x.shape[-2:]) < size:
         raise ValueError(
             f"ssim's {size}x{size} window does not fit in {tuple(x.shape[-2:])} images"

@@ -22,10 +22,19 @@ def save_figure(fig, path: Path) -> Path:
 
 
 def _np_images(images) -> np.ndarray:
-    """Tensor or array (B, 1, H, W) or (B, H, W) in [0, 1] -> numpy (B, H, W)."""
+    """Tensor or array (B, C, H, W) or (B, H, W) in [0, 1] -> numpy (B, H, W) for one channel, (B, H, W, C) for more."""
     from udlcli.core.images import to_numpy
 
-    return to_numpy(images)[:, 0]
+    a = to_numpy(images)
+    return a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1)
+
+
+def show(ax, image: np.ndarray, **kwargs) -> None:
+    """imshow of an image in [0, 1]: (H, W) in grey, (H, W, 3) in colour."""
+    if image.ndim == 2:
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1, **kwargs)
+    else:
+        ax.imshow(np.clip(image, 0, 1), **kwargs)
 
 
 def loss_curves(
@@ -77,7 +86,7 @@ def image_grid(
     fig, ax = plt.subplots(
         figsize=(mosaic.shape[1] * scale, mosaic.shape[0] * scale + (0.35 if title else 0))
     )
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    show(ax, mosaic, interpolation="nearest")
     ax.axis("off")
     for i, lab in enumerate(labels or []):
         top, left = tile_origin(i, (h, w), cols, pad)
@@ -108,7 +117,7 @@ def image_rows(
             for s in ax.spines.values():
                 s.set_visible(False)
             if c < len(imgs):
-                ax.imshow(imgs[c], cmap="gray", vmin=0, vmax=1)
+                show(ax, imgs[c])
             if c == 0:
                 ax.set_ylabel(lab, rotation=0, ha="right", va="center", fontsize=8)
             if r == 0 and col_labels and c < len(col_labels):

@@ -60,7 +60,7 @@ def test_finetune_prints_per_class_scores_and_baselines(trained):
 def test_predict_classifies_a_users_images(trained, runner, tmp_path, monkeypatch):
     runs, _ = trained
     test = load_dataset("mnist-sample").test
-    digits = test.x[:3].numpy()
+    digits = test.x[:3, 0].numpy()  # (3, 28, 28)
     Image.fromarray(digits[0]).save(tmp_path / "mnist_like.png")
     Image.fromarray(255 - digits[1]).resize((84, 84)).save(
         tmp_path / "scan.png"

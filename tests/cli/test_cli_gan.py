@@ -87,7 +87,7 @@ def test_gan_fills_its_run_folder(gan_run, runner):
     assert (
         spec["train"]["lr"] == 2e-4
         and spec["train"]["beta1"] == 0.5
-        and spec["data"]["mean"] == spec["data"]["std"] == 0.5
+        and spec["data"]["mean"] == spec["data"]["std"] == [0.5]  # per channel
     )
     again = runner.invoke(app, ["gan", "--resume", str(gan_run), "-q"])
     assert again.exit_code != 0 and "already finished 2/2" in _only_error_line(again)

@@ -158,7 +158,10 @@ def test_tune_finetune_on_an_ae_run_and_refuse_other_runs(runner, runs, tmp_path
     )
     assert r.exit_code == 0, r.output
     spec = tmp_path / "ft.yaml"
-    spec.write_text(yaml.safe_dump({"search": {"hidden": [16, 64]}}))
+    # features is searched too: each trial encodes the splits with its own feature layer
+    spec.write_text(
+        yaml.safe_dump({"search": {"hidden": [16, 64], "features": ["latent", "conv"]}})
+    )
     r = runner.invoke(
         app,
         [
@@ -167,7 +170,7 @@ def test_tune_finetune_on_an_ae_run_and_refuse_other_runs(runner, runs, tmp_path
             "--from",
             str(runs / "ae" / "ae"),
             "--trials",
-            "2",
+            "4",
             "--max-epochs",
             "1",
             "-c",
@@ -180,8 +183,11 @@ def test_tune_finetune_on_an_ae_run_and_refuse_other_runs(runner, runs, tmp_path
     assert r.exit_code == 0, r.output
     study = runs / "tune" / "finetune-study"
     rows = _rows(study)
-    assert len(rows) == 2 and all(16 <= int(row["hidden"]) <= 64 for row in rows)
+    assert len(rows) == 4 and all(16 <= int(row["hidden"]) <= 64 for row in rows)
+    assert {row["features"] for row in rows} == {"latent", "conv"}  # seed 0 draws both
     s = json.loads((study / "summary.json").read_text())
+    best = yaml.safe_load((study / "best.yaml").read_text())
+    assert best["finetune"]["features"] == s["best"]["params"]["features"]
     assert s["metric"] == "validation cross-entropy" and 0 < s["best"]["value"] < 10
     # best.yaml is a udl finetune spec on that AE run
     r = runner.invoke(

@@ -62,6 +62,28 @@ SeedOpt = Annotated[
         rich_help_panel="Run",
     ),
 ]
+DATASETS_HELP = "mnist | fashion-mnist | kmnist | mnist-sample | cifar10 | cifar100 | svhn | stl10 | stl10-unlabeled | celeba | folder:PATH."
+DatasetOpt = Annotated[
+    Optional[str], typer.Option("--dataset", help=DATASETS_HELP, rich_help_panel="Data")
+]
+ImageSizeOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--image-size",
+        metavar="N",
+        help="Resize images to N x N, 28 to 64 (default: the dataset's; 64 for STL-10 and CelebA).",
+        rich_help_panel="Data",
+    ),
+]
+ColorOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--color",
+        metavar="gray|rgb",
+        help="Convert images to gray or rgb (default: the dataset's own; a folder's is detected).",
+        rich_help_panel="Data",
+    ),
+]
 QuietOpt = Annotated[
     bool,
     typer.Option(

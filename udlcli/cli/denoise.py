@@ -9,9 +9,12 @@ import typer
 
 from udlcli import ui
 from udlcli.cli.common import (
+    ColorOpt,
     DataDirOpt,
+    DatasetOpt,
     DeviceOpt,
     FlagTable,
+    ImageSizeOpt,
     QuietOpt,
     SeedOpt,
     command_line,
@@ -33,6 +36,8 @@ FLAGS = FlagTable(
     device="train.device",
     seed="train.seed",
     dataset="data.dataset",
+    image_size="data.image_size",
+    color="data.color",
     limit="data.limit",
     data_dir="data.data_dir",
 )
@@ -57,7 +62,7 @@ def denoise(
     sigma: Annotated[
         Optional[float],
         typer.Option(
-            help="Gaussian std in normalised units (default 1.0 = 0.3081 in [0,1] pixels).",
+            help="Gaussian std in normalised units (default 1.0 = one std of the data's pixels: 0.3081 on MNIST).",
             rich_help_panel=NOISE,
         ),
     ] = None,
@@ -110,13 +115,9 @@ def denoise(
         Optional[list[str]],
         typer.Option("--set", help="Override any spec field: --set model.sigma=0.5 (repeatable)."),
     ] = None,
-    dataset: Annotated[
-        Optional[str],
-        typer.Option(
-            help="mnist | fashion-mnist | kmnist | mnist-sample | folder:PATH.",
-            rich_help_panel="Data",
-        ),
-    ] = None,
+    dataset: DatasetOpt = None,
+    image_size: ImageSizeOpt = None,
+    color: ColorOpt = None,
     limit: Annotated[
         Optional[int],
         typer.Option(
@@ -159,7 +160,7 @@ def denoise(
         bool,
         typer.Option(
             "--keep-size",
-            help="Scale outputs back to each input's size (default 28x28).",
+            help="Scale outputs back to each input's size (default: the run's image size).",
             rich_help_panel="Your images",
         ),
     ] = False,
@@ -206,6 +207,8 @@ def denoise(
             batch_size=batch_size,
             lr=lr,
             channels=channels,
+            image_size=image_size,
+            color=color,
             latent_dim=latent_dim,
             like=like,
             config=config,

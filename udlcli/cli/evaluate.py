@@ -34,7 +34,7 @@ def evaluate(
         Optional[Path],
         typer.Option(
             "--images",
-            help="A folder of 28x28 grayscale images to evaluate (e.g. from another tool).",
+            help="A folder of images to evaluate, at the dataset's size and colour (e.g. from another tool).",
         ),
     ] = None,
     n: Annotated[

@@ -10,9 +10,11 @@ import typer
 
 from udlcli import ui
 from udlcli.cli.common import (
+    ColorOpt,
     DataDirOpt,
     DeviceOpt,
     FlagTable,
+    ImageSizeOpt,
     NameOpt,
     OutOpt,
     QuietOpt,
@@ -42,6 +44,8 @@ FLAGS = FlagTable(
     device="train.device",
     seed="train.seed",
     dataset="data.dataset",
+    image_size="data.image_size",
+    color="data.color",
     limit="data.limit",
     data_dir="data.data_dir",
 )
@@ -144,6 +148,8 @@ def finetune(
         Optional[str],
         typer.Option(help="Labelled dataset (default: the AE run's).", rich_help_panel="Data"),
     ] = None,
+    image_size: ImageSizeOpt = None,
+    color: ColorOpt = None,
     limit: Annotated[
         Optional[int],
         typer.Option(

@@ -105,7 +105,7 @@ def sample(
         bool,
         typer.Option(
             "--individual",
-            help="gan: one 28x28 PNG per sample instead of a grid.",
+            help="gan: one PNG per sample (at the run's image size) instead of a grid.",
             rich_help_panel="GAN",
         ),
     ] = False,

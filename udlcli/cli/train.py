@@ -9,9 +9,12 @@ import typer
 
 from udlcli import ui
 from udlcli.cli.common import (
+    ColorOpt,
     DataDirOpt,
+    DatasetOpt,
     DeviceOpt,
     FlagTable,
+    ImageSizeOpt,
     NameOpt,
     OutOpt,
     QuietOpt,
@@ -35,6 +38,8 @@ FLAGS = FlagTable(
     beta="model.beta",
     recon="model.recon",
     dataset="data.dataset",
+    image_size="data.image_size",
+    color="data.color",
     limit="data.limit",
     data_dir="data.data_dir",
 )
@@ -96,13 +101,9 @@ def train(
             rich_help_panel="Model",
         ),
     ] = None,
-    dataset: Annotated[
-        Optional[str],
-        typer.Option(
-            help="mnist | fashion-mnist | kmnist | mnist-sample | folder:PATH.",
-            rich_help_panel="Data",
-        ),
-    ] = None,
+    dataset: DatasetOpt = None,
+    image_size: ImageSizeOpt = None,
+    color: ColorOpt = None,
     limit: Annotated[
         Optional[int],
         typer.Option(

@@ -10,9 +10,12 @@ import typer
 
 from udlcli import ui
 from udlcli.cli.common import (
+    ColorOpt,
     DataDirOpt,
+    DatasetOpt,
     DeviceOpt,
     FlagTable,
+    ImageSizeOpt,
     OutOpt,
     QuietOpt,
     SeedOpt,
@@ -27,6 +30,8 @@ FLAGS = FlagTable(
     batch_size="train.batch_size",
     device="train.device",
     dataset="data.dataset",
+    image_size="data.image_size",
+    color="data.color",
     limit="data.limit",
     data_dir="data.data_dir",
     from_="finetune.ae",
@@ -112,13 +117,9 @@ def tune(
     batch_size: Annotated[
         Optional[int], typer.Option(help="Batch size of every trial.", rich_help_panel="Data")
     ] = None,
-    dataset: Annotated[
-        Optional[str],
-        typer.Option(
-            help="mnist | fashion-mnist | kmnist | mnist-sample | folder:PATH.",
-            rich_help_panel="Data",
-        ),
-    ] = None,
+    dataset: DatasetOpt = None,
+    image_size: ImageSizeOpt = None,
+    color: ColorOpt = None,
     limit: Annotated[
         Optional[int],
         typer.Option(

@@ -8,13 +8,13 @@ import numpy as np
 import torch
 
 from udlcli.core.loading import LoadedRun
-from udlcli.data import ImageDataset, TensorImages, load_dataset
+from udlcli.data import ImageDataset, TensorImages, load_configured
 
 
 def run_dataset(loaded: LoadedRun, data_dir: str | Path | None = None) -> ImageDataset:
     """The dataset the run was trained on (its spec's name and limit), read from --data-dir when given."""
     d = loaded.spec.data
-    return load_dataset(d.dataset, str(data_dir) if data_dir else d.data_dir, d.limit)
+    return load_configured(d, str(data_dir) if data_dir else None)
 
 
 @torch.no_grad()
@@ -45,7 +45,7 @@ def decode(
         model.decode(z[i : i + batch_size].to(device)).clamp(0, 1).float().cpu()
         for i in range(0, len(z), batch_size)
     ]
-    return torch.cat(out) if out else torch.zeros(0, 1, 28, 28)
+    return torch.cat(out) if out else torch.zeros(0, *getattr(model, "shape", (1, 28, 28)))
 
 
 def class_index(token: str, classes: list[str]) -> int:

@@ -32,7 +32,7 @@ from udlcli.core import runs
 from udlcli.core.checkpoint import load_checkpoint
 from udlcli.core.device import describe, resolve_device
 from udlcli.core.trainer import Callback
-from udlcli.data import ImageDataset, TensorImages, load_dataset
+from udlcli.data import ImageDataset, TensorImages, fit_config, load_configured
 from udlcli.errors import CheckpointError, SpecError, a_kind
 
 RESUME = {
@@ -68,9 +68,16 @@ class TrainResult:
 def setup(
     device: str, data_cfg, data: ImageDataset | None = None
 ) -> tuple[torch.device, ImageDataset]:
-    """The device and the dataset of a spec (data given: already loaded, e.g. once for many trials)."""
+    """The device and the dataset of a spec (data given: already loaded, e.g. once for many trials).
+
+    The spec's data section gets the images' shape and normalisation (computed from the training split
+    unless set), so spec.yaml records them and every model, plot and metric reads them from there.
+    """
     dev = resolve_device(device)
-    return dev, data or load_dataset(data_cfg.dataset, data_cfg.data_dir, data_cfg.limit)
+    if data is None:
+        return dev, load_configured(data_cfg)
+    fit_config(data_cfg, data)
+    return dev, data
 
 
 def seeded_fit_inputs(

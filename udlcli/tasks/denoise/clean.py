@@ -35,6 +35,7 @@ def clean_images(
 
     A file already in out/ is replaced only with overwrite=True; otherwise the first one is named and nothing is written.
     """
+    from udlcli.data.folders import probe
     from udlcli.data.user_images import expand_paths, load_user_images
 
     files = expand_paths(paths)  # DataError for a path or pattern that matches nothing
@@ -47,12 +48,17 @@ def clean_images(
             f"{existing[0]} already exists{more}; pass --overwrite to replace it, or choose another --out"
         )
     dae = load_run(run, root, kinds=("dae",), hint=NOT_A_DAE)
-    imgs = load_user_images(files)
+    for f in files:  # a file that is not a readable image: one line, before anything is written
+        probe(f)
+    shape = dae.spec.data.image_shape
+    imgs = load_user_images(files, shape)  # the DAE's channels and size
     with torch.no_grad():
-        clean = dae.model.reconstruct(imgs.x).clamp(0, 1)  # (N, 1, 28, 28), white on black
+        clean = dae.model.reconstruct(imgs.x).clamp(
+            0, 1
+        )  # (N, C, H, W); one channel: white on black
     out.mkdir(parents=True, exist_ok=True)
     for i, target in enumerate(targets):
-        _write_png(clean[i, 0], target, imgs.inverted[i], imgs.sizes[i] if keep_size else None)
+        _write_png(clean[i], target, imgs.inverted[i], imgs.sizes[i] if keep_size else None)
     notes = list(imgs.notes)
     if any(imgs.inverted):
         notes.append("inverted images were inverted back, so each output has its input's polarity")
@@ -84,10 +90,16 @@ def _targets(files: list[Path], out: Path) -> list[Path]:
 
 
 def _write_png(img: torch.Tensor, path: Path, invert: bool, size: tuple[int, int] | None) -> None:
+    """One (C, H, W) image in [0, 1] as a grey or colour PNG, in the input's polarity, at `size` when given."""
     from PIL import Image
 
-    a = (1.0 - img if invert else img).cpu().numpy()  # (28, 28) in [0, 1], in the input's polarity
-    im = Image.fromarray((a * 255).round().astype(np.uint8), mode="L")
+    a = (1.0 - img if invert else img).cpu().numpy()  # (C, H, W) in [0, 1]
+    a = (a * 255).round().astype(np.uint8)
+    im = (
+        Image.fromarray(a[0], mode="L")
+        if a.shape[0] == 1
+        else Image.fromarray(a.transpose(1, 2, 0), mode="RGB")
+    )
     if size is not None and size != im.size:
         im = im.resize(size, Image.BICUBIC)
     tmp = path.with_name(path.name + ".tmp")

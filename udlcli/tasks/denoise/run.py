@@ -19,7 +19,7 @@ from udlcli.core.device import resolve_device
 from udlcli.core.lifecycle import RunOptions
 from udlcli.core.loading import LoadedRun, load_run
 from udlcli.core.spec import RunSpec, resolve_spec
-from udlcli.data import ImageDataset, load_dataset
+from udlcli.data import ImageDataset, load_configured
 from udlcli.data.noise import EVAL_KINDS, NoiseConfig, pixel_sigma
 from udlcli.errors import SpecError
 from udlcli.tasks import train as train_engine
@@ -77,7 +77,7 @@ def train_and_evaluate(
     ae = _load_compare(
         compare, opts.out
     )  # before training: a bad --compare must not cost a training run
-    data = load_dataset(spec.data.dataset, spec.data.data_dir, spec.data.limit)
+    data = load_configured(spec.data)
     trained = train_engine.train(spec, opts, data=data)
     dae = load_run(trained.run_dir, kinds=("dae",))  # the best checkpoint, as udl train tests it
     result = _evaluate(
@@ -110,7 +110,7 @@ def resume_and_evaluate(
     trained = train_engine.resume(run, epochs=epochs, device=device)
     dae = load_run(trained.run_dir, kinds=("dae",))
     spec = dae.spec
-    data = load_dataset(spec.data.dataset, spec.data.data_dir, spec.data.limit)
+    data = load_configured(spec.data)
     result = _evaluate(
         dae,
         ae,
@@ -148,7 +148,7 @@ def evaluate_run(
     )
     ae = _load_compare(compare, root)
     spec = dae.spec
-    data = load_dataset(spec.data.dataset, data_dir or spec.data.data_dir, spec.data.limit)
+    data = load_configured(spec.data, data_dir)
     return _evaluate(
         dae,
         ae,

@@ -26,7 +26,7 @@ def score(
     """Mean PSNR/SSIM against the clean test images of the noisy input and of each model's output on it."""
     gen = torch.Generator().manual_seed(seed)  # CPU noise: the same numbers on every device
     sums: dict[str, dict[str, float]] = {}
-    for x, _ in test.batches(batch_size):  # x: clean (B, 1, 28, 28)
+    for x, _ in test.batches(batch_size):  # x: clean (B, C, H, W)
         noisy = add_noise(x, cfg, std, gen, kind)
         outs = {
             "noisy": noisy,
@@ -57,7 +57,7 @@ def figures(
     fig_dir = run_dir / "figures"
     digits = test.images(
         showcase_indices(test.y, 10).to(test.x.device)
-    )  # one test digit per class (B, 1, 28, 28)
+    )  # one test image per class (B, C, H, W)
     noisy = {
         k: add_noise(digits, cfg, std, torch.Generator().manual_seed(seed), k) for k in EVAL_KINDS
     }
@@ -69,7 +69,7 @@ def figures(
     }
     one = torch.stack(
         [noisy[k][0] for k in EVAL_KINDS]
-    )  # (4, 1, 28, 28): the first digit under each noise
+    )  # (4, C, H, W): the first image under each noise
     # No suptitle: on a one-row figure it would overlap the column titles.
     paths = [
         plots.image_rows(

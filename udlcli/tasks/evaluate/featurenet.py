@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from udlcli import ui
+from udlcli.config import LEGACY_SHAPE
 from udlcli.core import runs
 from udlcli.core.device import describe, resolve_device
 from udlcli.data import ImageDataset, TensorImages
@@ -58,9 +59,14 @@ class FeatureNet:
     shipped: bool
     """True for a network shipped with udl (the same on every install)."""
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The (C, H, W) of the images the network takes."""
+        return tuple((self.record.get("data") or {}).get("shape") or LEGACY_SHAPE)
+
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-        """Images (N, 1, 28, 28) in [0, 1] -> (features (N, f) float32, probabilities of the data's classes (N, C) float64).
+        """Images (N, C, H, W) in [0, 1] -> (features (N, f) float32, probabilities of the data's classes (N, C) float64).
 
         The probabilities sum to 1 - P(not data) (see udlcli.models.lenet): near 0 for noise.
         """
@@ -146,6 +152,7 @@ def load_network(
             d["std"],
             m.get("reject", False),
             m.get("negatives", 0.0),
+            tuple(d.get("shape") or LEGACY_SHAPE),
         )
         model.load_state_dict(state)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
@@ -171,12 +178,14 @@ def shipped_entry(dataset: str) -> dict | None:
 # ---------------------------------------------------------------- the user cache (datasets without a shipped network)
 
 
-def dataset_key(name: str, limit: int | None = None) -> str:
-    """The cache folder name of a dataset: its name, a hash for folder:PATH, a suffix for a limited train split."""
+def dataset_key(name: str, limit: int | None = None, shape=LEGACY_SHAPE) -> str:
+    """The cache folder name of a dataset: its name (a hash for folder:PATH), its shape unless 1x28x28, a limited train split."""
     key = name
     if name.startswith("folder:"):
         path = str(Path(name[len("folder:") :]).expanduser().resolve())
         key = "folder-" + hashlib.sha1(path.encode()).hexdigest()[:10]
+    if tuple(shape) != LEGACY_SHAPE:
+        key += "-" + "x".join(map(str, shape))
     return f"{key}-limit{limit}" if limit else key
 
 
@@ -230,12 +239,15 @@ def featurenet_for(
     limit is part of the cache key, so a network trained on part of a dataset is never used for the whole.
     shipped=False skips the shipped networks (to test the training path).
     """
-    entry = shipped_entry(data.name) if shipped and epochs is None and limit is None else None
+    plain = shipped and epochs is None and limit is None and tuple(data.shape) == LEGACY_SHAPE
+    entry = (
+        shipped_entry(data.name) if plain else None
+    )  # the shipped networks are for the 28x28 digits as they are
     if entry is not None:
         return load_network(
             SHIPPED_DIR / entry["file"], device, expected_sha256=entry["sha256"], shipped=True
         )
-    key = dataset_key(data.name, limit)
+    key = dataset_key(data.name, limit, data.shape)
     run_dir = find_cached(key) or train_network(
         data, key, data_dir, device, epochs, limit, cache_root()
     )
@@ -262,10 +274,15 @@ def train_network(
     from udlcli.core.spec import resolve_spec, spec_to_dict
     from udlcli.tasks.train import RunOptions, train
 
-    if int((data.train.y >= 0).sum()) < len(data.train) or len(data.classes) < 2:
+    why = None
+    if int((data.train.y >= 0).sum()) < len(data.train):
+        why = "has training images without a class label"
+    elif len(data.classes) < 2:
+        why = f"has {len(data.classes)} class{'es' if len(data.classes) != 1 else ''}"
+    if why:
         raise DataError(
-            f"dataset {data.name!r} has no class labels for every training image; the feature network of udl evaluate "
-            "is a classifier, so give a dataset with one sub-folder per class (or evaluate against mnist)"
+            f"dataset {data.name!r} {why}; udl evaluate's feature network is a classifier trained on the dataset's labelled "
+            "training split, so it needs two or more classes (a folder with one sub-folder per class)"
         )
     if not writable(root):
         raise DataError(
@@ -301,7 +318,7 @@ def train_network(
         "what": "udl evaluate's feature network: LeNet penultimate layer for FID and precision/recall; class probabilities for balance, confidence and IS",
         "dataset": data.info(),
         "model": d["model"],
-        "data": {"mean": d["data"]["mean"], "std": d["data"]["std"]},
+        "data": {"mean": d["data"]["mean"], "std": d["data"]["std"], "shape": d["data"]["shape"]},
         "train": d["train"],
         "test_accuracy": acc,
         "test_loss": s["test"].get("loss"),

@@ -1,7 +1,7 @@
 """`udl evaluate`: sample quality of generative runs or image folders against the test split, with floor and ceiling rows.
 
-Each source (a run folder or a folder of images) gives n images (n, 1, 28, 28) in [0, 1]; the
-dataset's feature network (engine/featurenet.py) maps them to features and class probabilities,
+Each source (a run folder or a folder of images) gives n images (n, C, H, W) in [0, 1]; the
+dataset's feature network (featurenet.py) maps them to features and class probabilities,
 and udlcli.metrics compares them with the test split. Two reference rows use the same n and the
 same network: the train split (the ceiling a perfect model could reach) and uniform noise (the floor).
 """
@@ -23,12 +23,13 @@ from udlcli import metrics
 from udlcli.core import runs
 from udlcli.core.checkpoint import load_checkpoint
 from udlcli.core.progress import status
-from udlcli.data import load_dataset, sources
-from udlcli.errors import CheckpointError, DataError, SpecError, a_kind
+from udlcli.data import load_configured
+from udlcli.errors import CheckpointError, SpecError, a_kind
 from udlcli.tasks.evaluate.featurenet import FeatureNet, featurenet_for, writable
+from udlcli.tasks.evaluate.images import check_images, image_files, load_images
 
 # Run kind -> "module:function" of its sampler, imported only when used. Every sampler has the
-# signature generate(run: Path, n: int, seed: int = 0, device: str = "cpu") -> (n, 1, 28, 28) float32 in [0, 1] on the CPU.
+# signature generate(run: Path, n: int, seed: int = 0, device: str = "cpu") -> (n, C, H, W) float32 in [0, 1] on the CPU.
 GENERATORS = {
     "ae": "udlcli.tasks.sample.ae:generate_ae",  # Gaussian fitted to the training codes, as `udl sample ae`
     "vae": "udlcli.tasks.sample.vae:generate_vae",  # prior samples
@@ -41,7 +42,6 @@ NOT_GENERATIVE = {
     "classifier": "a classifier (udl finetune) and makes no images",
 }
 RESULT_FILE = "evaluation.json"
-SIZE = 28
 
 
 @dataclass
@@ -56,7 +56,9 @@ class Source:
     data_dir: str | None = None
     generate: Callable | None = None
     images: torch.Tensor | None = None
-    """(N, 1, 28, 28) in [0, 1] for an image folder."""
+    """(N, C, H, W) in [0, 1] for an image folder, read once the dataset's shape is known."""
+    data: dict | None = None
+    """A run's data section (its spec's): how to load the data it was trained on."""
 
 
 @dataclass
@@ -119,6 +121,10 @@ def run_source(path: str | Path) -> Source:
         )
     spec_data = (payload.get("spec") or {}).get("data") or {}
     dataset = (payload.get("data") or {}).get("name") or spec_data.get("dataset")
+    if dataset != spec_data.get(
+        "dataset"
+    ):  # mnist asked for, mnist-sample used (offline): evaluate on what it saw
+        spec_data = {**spec_data, "dataset": dataset}
     return Source(
         str(run_dir),
         kind,
@@ -126,64 +132,8 @@ def run_source(path: str | Path) -> Source:
         dataset,
         spec_data.get("data_dir"),
         _import(GENERATORS[kind], kind),
+        data=spec_data,
     )
-
-
-def load_images(folder: str | Path) -> torch.Tensor:
-    """Every image under folder as (N, 1, 28, 28) float32 in [0, 1]; one-line DataErrors for anything else."""
-    from PIL import Image, UnidentifiedImageError
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(
-            f"--images {folder}: no such folder; give a folder of 28x28 grayscale images"
-        )
-    files = sources.list_images(folder)
-    if len(files) < 2:
-        raise DataError(
-            f"--images {folder}: found {len(files)} image(s); FID and precision/recall need at least 2"
-        )
-    out = np.empty((len(files), SIZE, SIZE), np.uint8)
-    for i, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                im.load()
-                size, mode = im.size, im.mode
-                gray = im.convert("L")
-                # PNGs written by matplotlib are RGBA even for gray images: accept colour modes whose channels agree.
-                rgb = (
-                    np.asarray(im.convert("RGB"), np.int16)
-                    if mode not in ("L", "1", "I", "I;16", "F")
-                    else None
-                )
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(
-                f"{f}: not a readable image ({e.__class__.__name__}); remove it or convert it to PNG"
-            ) from None
-        if size != (SIZE, SIZE):
-            raise DataError(
-                f"{f} is {size[0]}x{size[1]} ({mode}); udl evaluate needs 28x28 grayscale images like the dataset's, so resize them first"
-            )
-        if rgb is not None and not (np.abs(rgb - rgb[..., :1]) <= 1).all():
-            raise DataError(
-                f"{f} is a colour image (mode {mode}); udl evaluate needs 28x28 grayscale images, so convert it to grayscale first"
-            )
-        out[i] = np.asarray(gray, np.uint8)
-    return torch.from_numpy(out).unsqueeze(1).float().div_(255.0)
-
-
-def _check_images(x: torch.Tensor, label: str) -> torch.Tensor:
-    if x.ndim != 4 or tuple(x.shape[1:]) != (1, SIZE, SIZE):
-        raise DataError(
-            f"{label} gave images of shape {tuple(x.shape)}; udl evaluate needs (N, 1, 28, 28) grayscale images"
-        )
-    if len(x) < 2:
-        raise DataError(f"{label} gave {len(x)} image(s); FID and precision/recall need at least 2")
-    if not torch.isfinite(x).all():
-        raise DataError(
-            f"{label} gave images with NaN or infinite pixels; the run may have diverged"
-        )
-    return x.float().clamp(0, 1)
 
 
 # ------------------------------------------------------------------ evaluation
@@ -214,12 +164,16 @@ def evaluate(
     # Validate and load every source before any work, so a bad one costs nothing.
     srcs = [run_source(p) for p in run_paths]
     if images is not None:
-        srcs.append(Source(str(images), "images", Path(images), images=load_images(images)))
+        image_files(images)
+        srcs.append(Source(str(images), "images", Path(images)))
     name = _dataset_name(srcs, dataset)
     data_dir = data_dir or next((s.data_dir for s in srcs if s.data_dir), None)
     images_json = _images_json_path(Path(images), json_out) if images is not None else None
 
-    data = load_dataset(name, data_dir)
+    data = load_configured(_data_config(srcs, name), data_dir)
+    for s in srcs:
+        if s.kind == "images":
+            s.images = load_images(s.path, data.shape, data.name)
     net = featurenet_for(data, data_dir, device, epochs=featurenet_epochs, limit=featurenet_limit)
     with status(
         f"features of the {data.name} test split ({len(data.test):,} images), the reference of every row"
@@ -259,6 +213,21 @@ def evaluate(
                 f"{src.path} is read-only, so its evaluation.json was not written{hint}"
             )
     return report
+
+
+def _data_config(srcs: list[Source], name: str):
+    """How to load the data: the runs' own data section (all runs must have the same image shape), else the dataset's defaults."""
+    from udlcli.config import DataConfig, validate
+
+    own = [s.data for s in srcs if s.data]
+    shapes = {tuple(d["shape"]) for d in own if d.get("shape")}
+    if len(shapes) > 1:
+        raise SpecError(
+            f"these runs were trained on images of different shapes ({', '.join('x'.join(map(str, s)) for s in sorted(shapes))}); evaluate one shape at a time"
+        )
+    keep = ("dataset", "data_dir", "image_size", "color", "shape")
+    base = {k: v for k, v in (own[0] if own else {}).items() if k in keep}
+    return validate(DataConfig, {**base, "dataset": name}, source="the runs' data section")
 
 
 def _dataset_name(srcs: list[Source], dataset: str | None) -> str:
@@ -301,7 +270,7 @@ def _row(
     else:
         with status(f"drawing {n:,} samples from {src.label} ({src.kind}, seed {seed})"):
             x = _generate(src, n, seed, device, data_dir)
-    x = _check_images(torch.as_tensor(x), src.label)
+    x = check_images(torch.as_tensor(x), src.label, net.shape)
     feats, probs = net.embed(x)
     return Row(src.label, src.kind, real.metrics(feats, probs), seconds=time.perf_counter() - t0)
 
@@ -313,7 +282,7 @@ def _references(data, net: FeatureNet, real: Reference, n: int, seed: int) -> li
     out = []
     for label, kind, x in (
         ("ceiling: train split", "reference", data.train.images(idx)),
-        ("floor: uniform noise", "reference", torch.rand(n, 1, SIZE, SIZE, generator=g)),
+        ("floor: uniform noise", "reference", torch.rand(n, *data.shape, generator=g)),
     ):
         t0 = time.perf_counter()
         feats, probs = net.embed(x)

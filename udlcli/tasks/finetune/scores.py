@@ -22,7 +22,7 @@ KNN_K = 5
 
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    """Images (N, 1, 28, 28) in [0, 1] -> class probabilities (N, classes), in eval mode."""
+    """Images (N, C, H, W) in [0, 1] -> class probabilities (N, classes), in eval mode."""
     model.eval()
     return torch.cat(
         [torch.softmax(model(x[i : i + batch_size]), 1) for i in range(0, len(x), batch_size)]
@@ -157,12 +157,17 @@ def predict(
     paths: Sequence[str | Path], run: str | Path | None = None, root: str | Path = "runs"
 ) -> Prediction:
     """Classify a user's image files with a classifier run (the newest under root when run is None)."""
-    from udlcli.data.user_images import load_user_images
+    from udlcli.data.folders import probe
+    from udlcli.data.user_images import expand_paths, load_user_images
 
-    imgs = load_user_images(paths)
+    for f in expand_paths(paths):  # a missing or unreadable file is named before any run is loaded
+        probe(f)
     loaded = load_run(
         run, root, kinds=("classifier",), hint="--run takes a run written by udl finetune"
     )
+    imgs = load_user_images(
+        paths, loaded.spec.data.image_shape
+    )  # the classifier's channels and size
     classes = (loaded.payload.get("data") or {}).get("classes") or [
         str(i) for i in range(loaded.spec.model.classes)
     ]

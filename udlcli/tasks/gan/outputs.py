@@ -21,12 +21,17 @@ EQUILIBRIUM_D = 2 * math.log(2)  # D loss (real + fake terms) when D outputs 1/2
 # ---------------------------------------------------------------- images
 
 
+def to_pil(image: np.ndarray) -> Image.Image:
+    """An image in [0, 1], (H, W) or (H, W, 3), as an 8-bit PIL image ("L" or "RGB")."""
+    a = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    return Image.fromarray(a, mode="L" if a.ndim == 2 else "RGB")
+
+
 def grid_image(
     images: torch.Tensor, ncol: int | None = None, scale: int = 2, pad: int = 2, caption: str = ""
 ) -> Image.Image:
-    """Tile images (B, 1, 28, 28) in [0, 1] into one grayscale PIL image, optionally with a caption strip on top."""
-    mosaic = tile(images, ncol, pad=pad, fill=64 / 255)  # dark grey gaps between digits
-    out = Image.fromarray((mosaic * 255).round().astype(np.uint8), mode="L")
+    """Tile images (B, C, H, W) in [0, 1] into one PIL image (grey or colour), optionally with a caption strip on top."""
+    out = to_pil(tile(images, ncol, pad=pad, fill=64 / 255))  # dark grey gaps between the images
     if scale > 1:
         out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
     if caption:
@@ -36,9 +41,10 @@ def grid_image(
             font = ImageFont.load_default(size=size)
         except TypeError:  # Pillow < 10.1 has only the bitmap font
             font = ImageFont.load_default()
-        strip = Image.new("L", (out.width, size + 6), 64)
-        ImageDraw.Draw(strip).text((pad * scale, 2), caption, fill=255, font=font)
-        framed = Image.new("L", (out.width, out.height + strip.height), 64)
+        grey, white = (64, 255) if out.mode == "L" else ((64, 64, 64), (255, 255, 255))
+        strip = Image.new(out.mode, (out.width, size + 6), grey)
+        ImageDraw.Draw(strip).text((pad * scale, 2), caption, fill=white, font=font)
+        framed = Image.new(out.mode, (out.width, out.height + strip.height), grey)
         framed.paste(strip, (0, 0))
         framed.paste(out, (0, strip.height))
         out = framed
@@ -52,18 +58,16 @@ def save_grid(images: torch.Tensor, path: Path, caption: str = "", ncol: int | N
 
 
 def save_individual(images: torch.Tensor, folder: Path, prefix: str = "sample") -> list[Path]:
-    """One 28x28 grayscale PNG per image (B, 1, 28, 28) in [0, 1]: sample_0000.png, sample_0001.png, ..."""
+    """One PNG per image (B, C, H, W) in [0, 1], at its size, grey or colour: sample_0000.png, sample_0001.png, ..."""
+    from udlcli.core.images import to_numpy
+
     folder.mkdir(parents=True, exist_ok=True)
-    a = (
-        (images.detach().float().clamp(0, 1).cpu().numpy().reshape(len(images), 28, 28) * 255)
-        .round()
-        .astype(np.uint8)
-    )
+    a = to_numpy(images)
     width = max(4, len(str(len(a) - 1)))
     paths = []
     for i, img in enumerate(a):
         p = folder / f"{prefix}_{i:0{width}d}.png"
-        Image.fromarray(img, mode="L").save(p)
+        to_pil(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)).save(p)
         paths.append(p)
     return paths
 
@@ -72,7 +76,9 @@ def write_gif(
     frames: Sequence[Path], path: Path, ms_per_frame: int = 250, hold_last_ms: int = 1500
 ) -> Path:
     """An animated GIF of the given PNG frames (one per epoch), looping, the last frame held longer."""
-    images = [Image.open(f).convert("L") for f in frames]
+    opened = [Image.open(f) for f in frames]
+    mode = "RGB" if any(im.mode != "L" for im in opened) else "L"
+    images = [im.convert(mode) for im in opened]
     durations = [ms_per_frame] * (len(images) - 1) + [hold_last_ms]
     images[0].save(
         path, save_all=True, append_images=images[1:], duration=durations, loop=0, optimize=False
@@ -208,7 +214,7 @@ def write_outputs(
 
 
 def mean_pairwise_distance(images: torch.Tensor) -> float:
-    """Mean RMS pixel distance over all pairs of images (B, 1, 28, 28) in [0, 1]; 0 when all are identical."""
+    """Mean RMS pixel distance over all pairs of images (B, C, H, W) in [0, 1]; 0 when all are identical."""
     flat = images.detach().float().reshape(len(images), -1).cpu()
     d = torch.cdist(flat, flat) / math.sqrt(flat.shape[1])  # (B, B) RMS distances
     n = len(flat)

@@ -26,6 +26,7 @@ from udlcli.core.lifecycle import RunOptions, TrainResult
 from udlcli.core.trainer import Callback, Trainer
 from udlcli.data import ImageDataset, TensorImages
 from udlcli.errors import Interrupted, SpecError, TrainingDiverged
+from udlcli.models.dcgan import check_size
 from udlcli.models.gan import GAN
 from udlcli.tasks.gan import outputs as out
 from udlcli.tasks.gan.spec import TASK, GanSpec, spec_dict
@@ -129,6 +130,8 @@ def train_gan(
     """Train a fresh GAN run. Everything is validated and loaded before the run folder is created."""
     opts = opts or RunOptions()
     device, data = lifecycle.setup(spec.train.device, spec.data, data)
+    if spec.model.arch == "dcgan":
+        check_size(data.shape)
     if len(data.train) < spec.train.batch_size:
         raise SpecError(
             f"--batch-size {spec.train.batch_size} is larger than the {len(data.train)} training images; use a smaller batch"
@@ -183,8 +186,14 @@ def upgrade(payload: dict) -> dict:
 
 
 def build(spec: GanSpec) -> GAN:
+    d = spec.data
     return GAN(
-        spec.model, spec.train.d_steps, spec.train.label_smoothing, spec.data.mean, spec.data.std
+        spec.model,
+        spec.train.d_steps,
+        spec.train.label_smoothing,
+        d.mean or 0.5,
+        d.std or 0.5,
+        d.image_shape,
     )
 
 

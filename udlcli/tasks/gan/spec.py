@@ -47,10 +47,11 @@ class GanChecks(Strict):
 
 
 class GanDataConfig(DataConfig):
-    """The data section with the report's GAN normalisation: Normalize((0.5,), (0.5,)), pixels in [-1, 1] like G's Tanh."""
+    """The data section with the report's GAN normalisation: 0.5 and 0.5 in every channel, pixels in [-1, 1] like G's Tanh."""
 
-    mean: float = 0.5
-    std: float = Field(0.5, gt=0.0)
+    mean: Optional[list[float]] = [0.5]
+    std: Optional[list[float]] = [0.5]
+    """One number for every channel (filled out per channel when the data is loaded)."""
 
 
 class GanSpec(Strict):

@@ -69,7 +69,7 @@ def _fit(loaded: LoadedRun, data, dev, k: int, seed: int) -> tuple[LatentDensity
 def generate_ae(
     run: Path, n: int, seed: int = 0, device: str = "cpu", data_dir: str | Path | None = None
 ) -> torch.Tensor:
-    """n images (n, 1, 28, 28) float32 in [0, 1] on the CPU, drawn exactly as `udl sample ae --n n --seed seed` draws them."""
+    """n images (n, C, H, W) float32 in [0, 1] on the CPU, drawn exactly as `udl sample ae --n n --seed seed` draws them."""
     loaded, dev, data = _load_ae(run, "runs", data_dir, device)
     density, _ = _fit(loaded, data, dev, 1, seed)
     return decode(loaded.model, density.draw(n), dev)
@@ -120,7 +120,7 @@ def sample_ae(
 
     k = gmm or 1
     density, _ = _fit(loaded, data, dev, k, seed)
-    images = decode(loaded.model, density.draw(n), dev)  # (n, 1, 28, 28)
+    images = decode(loaded.model, density.draw(n), dev)  # (n, C, H, W)
     test_ll = density.loglik(encode(loaded.model, data.test, dev))
     label = (
         "Gaussian (full covariance)"

@@ -74,10 +74,10 @@ def interpolate_strip(
             raise SpecError(
                 f"--interpolate-index {','.join(pair)}: indices must be in 0..{len(y) - 1} (the test split)"
             )
-    ends = data.test.images(torch.tensor(idx))  # (2, 1, 28, 28)
+    ends = data.test.images(torch.tensor(idx))  # (2, C, H, W)
     za, zb = encode(loaded.model, data.test.subset(idx), dev)  # (d,), (d,)
     t = np.linspace(0.0, 1.0, STEPS, dtype=np.float32)[:, None]
-    walk = decode(loaded.model, (1 - t) * za + t * zb, dev)  # (STEPS, 1, 28, 28)
+    walk = decode(loaded.model, (1 - t) * za + t * zb, dev)  # (STEPS, C, H, W)
     names = [data.classes[y[i]] if 0 <= y[i] < len(data.classes) else "?" for i in idx]
     stem = (
         f"{prefix}_interpolate_{_slug(names[0])}_{_slug(names[1])}"

@@ -39,7 +39,7 @@ def load_generator(
             f"{ck} holds no generator weights or spec; it was not written by udl gan"
         )
     spec = validate(GanSpec, payload["spec"], source=f"spec stored in {ck}")
-    g = build_generator(spec.model)
+    g = build_generator(spec.model, spec.data.image_shape)
     try:
         g.load_state_dict(
             {k[len("G.") :]: v for k, v in payload["model"].items() if k.startswith("G.")}
@@ -55,15 +55,17 @@ def load_generator(
 def draw(
     g: torch.nn.Module, spec: GanSpec, n: int, seed: int, device: torch.device, batch: int = 2048
 ) -> torch.Tensor:
-    """n images (n, 1, 28, 28) float32 in [0, 1] on the CPU; the noise comes from a seeded CPU generator, so any device gives the same z."""
+    """n images (n, C, H, W) float32 in [0, 1] on the CPU; the noise comes from a seeded CPU generator, so any device gives the same z."""
     z = torch.randn(n, spec.model.noise_dim, generator=torch.Generator().manual_seed(seed))
     g.to(device)
     parts = [g(z[i : i + batch].to(device)).float().cpu() for i in range(0, n, batch)]
-    return (torch.cat(parts) * spec.data.std + spec.data.mean).clamp(0, 1)
+    x = torch.cat(parts)
+    per = lambda v: torch.tensor(v or [0.5], dtype=x.dtype).view(1, -1, 1, 1)  # noqa: E731  (per channel)
+    return (x * per(spec.data.std) + per(spec.data.mean)).clamp(0, 1)
 
 
 def generate_gan(run: Path, n: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
-    """n generator samples (n, 1, 28, 28) float32 in [0, 1] on the CPU, seeded: the uniform generator for `udl evaluate`."""
+    """n generator samples (n, C, H, W) float32 in [0, 1] on the CPU, seeded: the uniform generator for `udl evaluate`."""
     g, spec, _, _ = load_generator(run)
     return draw(g, spec, n, seed, resolve_device(device))
 
@@ -97,7 +99,7 @@ def sample_gan(
         folder = Path(to) if to is not None else run_dir / "samples" / f"gan_individual_seed{seed}"
         files = gan_outputs.save_individual(images, folder)
         runs.write_json(folder / "samples.json", meta)
-        rows["folder"] = f"{folder} ({len(files)} PNGs, 28x28)"
+        rows["folder"] = f"{folder} ({len(files)} PNGs, {images.shape[-2]}x{images.shape[-1]})"
         return SampleResult(run_dir, [folder / "samples.json"], rows)
     png = plots.image_grid(
         images,

@@ -33,7 +33,7 @@ def load_vae(run: str | Path | None, root: str | Path = "runs") -> LoadedRun:
 
 
 def prior_samples(model: torch.nn.Module, n: int, seed: int, device: torch.device) -> torch.Tensor:
-    """n images (n, 1, 28, 28) float32 in [0, 1] on the CPU, decoded from z ~ N(0, I) drawn from a seeded CPU generator."""
+    """n images (n, C, H, W) float32 in [0, 1] on the CPU, decoded from z ~ N(0, I) drawn from a seeded CPU generator."""
     z = torch.randn(
         n, model.latent_dim, generator=torch.Generator().manual_seed(seed)
     )  # (n, d): same z on any device
@@ -41,7 +41,7 @@ def prior_samples(model: torch.nn.Module, n: int, seed: int, device: torch.devic
 
 
 def generate_vae(run: Path, n: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
-    """The sampler `udl evaluate` calls for a VAE run: (n, 1, 28, 28) float32 in [0, 1] on the CPU, seeded."""
+    """The sampler `udl evaluate` calls for a VAE run: (n, C, H, W) float32 in [0, 1] on the CPU, seeded."""
     loaded = load_vae(run)
     return prior_samples(loaded.model, n, seed, resolve_device(device))
 
@@ -194,7 +194,7 @@ def _latent_grid(
     z = base.repeat(k * k, 1)  # (k*k, d), row-major over the picture
     z[:, dims[0]] = torch.tensor(np.tile(values, k), dtype=torch.float32)
     z[:, dims[1]] = torch.tensor(np.repeat(values[::-1], k).copy(), dtype=torch.float32)
-    images = decode(model, z, dev)  # (k*k, 1, 28, 28) on the CPU
+    images = decode(model, z, dev)  # (k*k, C, H, W) on the CPU
     out = loaded.run_dir / SAMPLES
     how = (
         f"±{value_range:g}, evenly spaced"
@@ -232,7 +232,7 @@ def _grid_figure(
     k, h = len(values), images.shape[-1]
     mosaic = tile(images, ncol=k)  # (k*h, k*h): rows of tiles side by side
     fig, ax = plots.plt.subplots(figsize=(1.0 + 0.55 * k, 1.0 + 0.55 * k))
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
+    plots.show(ax, mosaic)
     centres = np.arange(k) * h + (h - 1) / 2
     ax.set_xticks(centres, [f"{v:.2f}" for v in values], rotation=90, fontsize=7)
     ax.set_yticks(centres, [f"{v:.2f}" for v in values[::-1]], fontsize=7)

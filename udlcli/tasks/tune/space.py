@@ -115,6 +115,9 @@ class AEObjective:
         if self.data is None:
             spec = self.spec_for({})
             self.device, self.data = lifecycle.setup(spec.train.device, spec.data)
+            # The loaded data's shape and normalisation, for every trial's model (and best.yaml).
+            fitted = spec.data.model_dump(mode="json", include={"shape", "mean", "std"})
+            self.base = config.deep_merge(self.base, {"data": fitted})
 
     def data_key(self) -> dict:
         d = self.base["data"]
