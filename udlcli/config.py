@@ -12,7 +12,11 @@ from udlcli.errors import SpecError
 
 # Keys written into a run's spec.yaml by udl itself; ignored when a spec is read back.
 WRITTEN_ONLY_KEYS = ("meta",)
-LEGACY_SHAPE = (1, 28, 28)
+MIN_SIZE, MAX_SIZE = 28, 64
+"""The image sizes udl's models take (the smallest the report's conv stack fits; the largest DCGAN's)."""
+MNIST_SHAPE = (1, 28, 28)
+"""(C, H, W) of the MNIST family, the report's shape and every model's default."""
+LEGACY_SHAPE = MNIST_SHAPE
 """The image shape of runs and feature networks written before udl recorded shapes (all were MNIST-shaped)."""
 
 
@@ -73,9 +77,10 @@ class DataConfig(Strict):
     @field_validator("image_size")
     @classmethod
     def _size_in_range(cls, v: Optional[int]) -> Optional[int]:
-        if v is not None and not 28 <= v <= 64:
+        if v is not None and not MIN_SIZE <= v <= MAX_SIZE:
             raise ValueError(
-                f"{v} pixels: udl's models take images of 28 to 64 pixels (give 28 to 64)"
+                f"{v} pixels: udl's models take images of {MIN_SIZE} to {MAX_SIZE} pixels "
+                f"(give {MIN_SIZE} to {MAX_SIZE})"
             )
         return v
 

@@ -88,6 +88,35 @@ def test_a_truncated_cifar_batch_is_a_clear_error(cifar):
         load_dataset("cifar10", cifar)
 
 
+class _BadCodec:
+    """Unpickles through _codecs.encode (allowed: numpy arrays use it) with a codec that does not exist."""
+
+    def __reduce__(self):
+        import _codecs
+
+        return (_codecs.encode, ("x", "no-such-codec"))
+
+
+@pytest.mark.parametrize(
+    "obj, name, message",
+    [
+        ({b"data": _BadCodec(), b"labels": [0]}, "data_batch_2", "corrupt or truncated"),
+        ({b"data": None, b"labels": [0]}, "data_batch_2", "expected 'data' uint8"),
+        (None, "data_batch_2", "not a CIFAR batch"),
+        ("labels", "test_batch", "are not class numbers"),
+        ({b"label_names": [b"cat"]}, "batches.meta", "a name for each of the 9 classes"),
+    ],
+)
+def test_damaged_cifar_files_are_one_clear_error(cifar, obj, name, message):
+    f = cifar / "cifar-10-batches-py" / name
+    if obj == "labels":  # the images are fine, the labels are words
+        d = pickle.loads(f.read_bytes(), encoding="bytes")
+        obj = {b"data": d[b"data"], b"labels": [b"cat"] * len(d[b"data"])}
+    f.write_bytes(pickle.dumps(obj, protocol=2))
+    with pytest.raises(DataError, match=message):
+        load_dataset("cifar10", cifar)
+
+
 def test_offline_cifar_names_the_files_to_place(tmp_path, offline):
     with pytest.raises(DataError, match="data_batch_1.*batches.meta.*cifar-10-batches-py"):
         load_dataset("cifar10", tmp_path)
@@ -169,6 +198,21 @@ def test_celeba_layout_centre_crops_148_then_resizes(tmp_path):
     assert not ds.labelled
     # The crop kept only the bright inside: no black border survived the resize.
     assert ds.train.x.float().mean(dim=(0, 1))[[0, -1]].min() > 40
+
+
+def test_celeba_splits_follow_the_partition_file_in_any_order(tmp_path):
+    # Test faces in the middle of the list: each split must still hold exactly its own files' faces.
+    d = tmp_path / "celeba" / "img_align_celeba"
+    d.mkdir(parents=True)
+    part = [0, 2, 0, 2, 1]
+    for i in range(5):
+        Image.fromarray(np.full((218, 178, 3), 40 * (i + 1), np.uint8)).save(d / f"{i}.png")
+    (d.parent / "list_eval_partition.txt").write_text(
+        "".join(f"{i}.png {p}\n" for i, p in enumerate(part))
+    )
+    ds = load_dataset("celeba", tmp_path, image_size=32)
+    level = lambda split: [round(float(v) / 40) - 1 for v in split.x.float().mean(dim=(1, 2, 3))]  # noqa: E731
+    assert level(ds.train) == [0, 2, 4] and level(ds.test) == [1, 3]
 
 
 def test_celeba_bad_partition_file(tmp_path):

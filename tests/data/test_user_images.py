@@ -39,6 +39,22 @@ def test_resizes_inverts_and_reports(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    "dataset, inverts",
+    [("mnist", True), ("mnist-sample", True), ("fashion-mnist", True), ("cifar10", False)]
+    + [("folder:photos", False)],
+)
+def test_only_white_on_black_data_inverts_a_bright_image(tmp_path, dataset, inverts):
+    # A gray run on photos (--color gray) must see a bright photo as it is, not as a negative.
+    from udlcli.data.sources import light_on_dark
+
+    Image.fromarray(_digit(28, True)).save(tmp_path / "bright.png")
+    imgs = load_user_images([tmp_path / "bright.png"], (1, 28, 28), light_on_dark(dataset))
+    assert imgs.inverted == [inverts]
+    assert (float(imgs.x.mean()) < 0.5) == inverts
+    assert any("inverted" in n for n in imgs.notes) == inverts
+
+
 def test_folder_gives_its_images(tmp_path):
     Image.fromarray(_digit(28, False)).save(tmp_path / "one.png")
     (tmp_path / "readme.txt").write_text("not an image")

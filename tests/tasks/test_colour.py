@@ -59,6 +59,7 @@ def colour_runs(photos, tmp_path_factory) -> dict:
             assert r.exit_code == 0, r.output
     return {
         "out": out,
+        "photos_data": photos["data"],
         "ae": out / "ae" / "ae",
         "vae": out / "vae" / "vae",
         "dae": out / "denoise" / "dae",
@@ -197,7 +198,15 @@ def test_tune_ae_on_cifar_layout(photos, runner, runs):
     )
     assert r.exit_code == 0, r.output
     best = yaml.safe_load((runs / "tune" / "ae-study" / "best.yaml").read_text())
-    assert best["data"]["dataset"] == "cifar10"
+    assert best["data"]["dataset"] == "cifar10" and best["data"]["shape"] == [3, 32, 32]
+    # The same study at another size would mix MSEs of different images: refused, nothing added.
+    r = runner.invoke(
+        app,
+        ["tune", "ae", "--dataset", "cifar10", "--data-dir", str(photos["data"]), "--trials", "3"]
+        + ["--image-size", "48", "--max-epochs", "1", "--out", str(runs), "-q", "--device", "cpu"],
+    )
+    assert r.exit_code != 0 and "was made with data" in one_error_line(r)
+    assert "image_size" in one_error_line(r)
 
 
 def test_reproduce_the_cifar10_study_tiny(photos, runner, tmp_path):
@@ -258,18 +267,44 @@ def test_dcgan_refuses_a_size_it_has_no_network_for(photos, runner, runs):
     assert not (runs / "gan").exists()
 
 
-def test_finetune_refuses_data_of_another_shape(colour_runs, runner, runs, latent_runs):
-    # A gray MNIST run asked for rgb, and the 32x32 colour AE given MNIST.
-    for args in (
-        [str(latent_runs["ae"]), "--color", "rgb"],
-        [str(colour_runs["ae"]), "--dataset", "mnist-sample"],
-    ):
+def _legacy_copy(run, dest):
+    """A copy of a run as udl wrote it before shapes were recorded: no data.shape in its checkpoints."""
+    import shutil
+
+    from udlcli.core.checkpoint import load_checkpoint, save_checkpoint
+
+    shutil.copytree(run, dest)
+    for ck in (dest / "weights").glob("*.pt"):
+        payload = load_checkpoint(ck)
+        payload["spec"]["data"].pop("shape", None)
+        save_checkpoint(ck, payload)
+    return dest
+
+
+def test_finetune_refuses_data_of_another_shape(colour_runs, runner, runs, latent_runs, tmp_path):
+    # A gray MNIST run asked for rgb; the 32x32 colour AE given MNIST; an AE from before shapes were
+    # recorded (MNIST-shaped) given CIFAR-10's layout.
+    legacy = _legacy_copy(latent_runs["ae"], tmp_path / "legacy_ae")
+    cases = [
+        ([str(latent_runs["ae"]), "--color", "rgb"], "images are 1x28x28", "gives 3x28x28"),
+        (
+            [str(colour_runs["ae"]), "--dataset", "mnist-sample"],
+            "images are 3x32x32",
+            "gives 1x28x28",
+        ),
+        (
+            [str(legacy), "--dataset", "cifar10", "--data-dir", str(colour_runs["photos_data"])],
+            "images are 1x28x28",
+            "gives 3x32x32",
+        ),
+    ]
+    for args, ran, gives in cases:
         r = runner.invoke(
             app, ["finetune", *args, "--out", str(runs), "--epochs", "1", "-q", "--device", "cpu"]
         )
         assert r.exit_code != 0
         line = one_error_line(r)
-        assert "3x32x32" in line or "1x28x28" in line
+        assert ran in line and gives in line, line
     assert not (runs / "finetune").exists()
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from udlcli.config import MNIST_SHAPE
 from udlcli.core.loading import LoadedRun
 from udlcli.data import ImageDataset, TensorImages, load_configured
 
@@ -45,7 +46,7 @@ def decode(
         model.decode(z[i : i + batch_size].to(device)).clamp(0, 1).float().cpu()
         for i in range(0, len(z), batch_size)
     ]
-    return torch.cat(out) if out else torch.zeros(0, *getattr(model, "shape", (1, 28, 28)))
+    return torch.cat(out) if out else torch.zeros(0, *getattr(model, "shape", MNIST_SHAPE))
 
 
 def class_index(token: str, classes: list[str]) -> int:

@@ -38,6 +38,7 @@ def load_run(
     path may be a run folder, a checkpoint file, or None for the newest run of those kinds.
     A run of another kind is a CheckpointError naming what it is and, via hint, what to do instead.
     """
+    from udlcli.config import LEGACY_SHAPE
     from udlcli.core.spec import RunSpec
     from udlcli.models import REGISTRY, get
 
@@ -53,6 +54,10 @@ def load_run(
     if "spec" not in payload or "model" not in payload:
         raise CheckpointError(f"{ck} holds no model spec or weights; it was not written by udl")
     spec = validate(RunSpec, payload["spec"], source=f"spec stored in {ck}")
+    if spec.data.shape is None:
+        # Runs written before udl recorded shapes were all MNIST-shaped; with the shape filled in,
+        # data of another shape is refused (fit_config) instead of failing inside the model.
+        spec.data.shape = LEGACY_SHAPE
     model = get(kind).build(spec.model, spec.data)
     try:
         model.load_state_dict(payload["model"])

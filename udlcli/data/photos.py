@@ -61,7 +61,7 @@ def _unpickle(path: Path) -> dict:
         raise DataError(
             f"{path}: {e}; this is not a CIFAR batch file (replace it with a good copy)"
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, OSError) as e:
+    except Exception as e:  # a damaged pickle fails in many ways (LookupError, MemoryError, ...): all mean "bad file"
         raise DataError(
             f"{path} is corrupt or truncated ({e.__class__.__name__}); replace it with a good copy"
         ) from None
@@ -85,7 +85,12 @@ def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(
             f"{path}: expected 'data' uint8 (N, 3072) and '{label_key}'; the file is not a CIFAR batch or is damaged"
         )
-    y = np.asarray(labels, dtype=np.int64)
+    try:
+        y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError):
+        y = None
+    if y is None or y.min(initial=0) < 0:
+        raise DataError(f"{path}: '{label_key}' are not class numbers; replace it with a good copy")
     if len(y) != len(data):
         raise DataError(
             f"{path} holds {len(data)} images but {len(y)} labels: the file is truncated; replace it"
@@ -93,9 +98,14 @@ def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), y
 
 
-def _names(path: Path, key: str) -> list[str]:
-    names = _unpickle(path).get(key) or []
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+def _names(path: Path, key: str, n_classes: int) -> list[str]:
+    """The class names, which must cover every label (the largest label is n_classes - 1)."""
+    names = _unpickle(path).get(key)
+    if not isinstance(names, list) or len(names) < n_classes:
+        raise DataError(
+            f"{path}: '{key}' must list a name for each of the {n_classes} classes; replace it with a good copy"
+        )
+    return [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]
 
 
 def read_cifar10(root: Path) -> tuple[dict, list[str]] | None:
@@ -106,9 +116,9 @@ def read_cifar10(root: Path) -> tuple[dict, list[str]] | None:
         return None
     parts = [_cifar_batch(f, "labels") for f in files[:5]]
     train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-    return {"train": train, "test": _cifar_batch(files[5], "labels")}, _names(
-        files[6], "label_names"
-    )
+    test = _cifar_batch(files[5], "labels")
+    n_classes = int(max(train[1].max(initial=0), test[1].max(initial=0))) + 1
+    return {"train": train, "test": test}, _names(files[6], "label_names", n_classes)
 
 
 def read_cifar100(root: Path) -> tuple[dict, list[str]] | None:
@@ -117,10 +127,9 @@ def read_cifar100(root: Path) -> tuple[dict, list[str]] | None:
     files = [d / "train", d / "test", d / "meta"]
     if not all(f.is_file() for f in files):
         return None
-    return {
-        "train": _cifar_batch(files[0], "fine_labels"),
-        "test": _cifar_batch(files[1], "fine_labels"),
-    }, _names(files[2], "fine_label_names")
+    train, test = _cifar_batch(files[0], "fine_labels"), _cifar_batch(files[1], "fine_labels")
+    n_classes = int(max(train[1].max(initial=0), test[1].max(initial=0))) + 1
+    return {"train": train, "test": test}, _names(files[2], "fine_label_names", n_classes)
 
 
 # ---------------------------------------------------------------- SVHN (.mat)
@@ -158,7 +167,10 @@ def read_svhn(root: Path) -> tuple[dict, list[str]] | None:
 
 
 def _stl_images(path: Path) -> np.ndarray:
-    raw = np.fromfile(path, dtype=np.uint8)
+    # Mapped, not read: the only copy in memory is the transposed one (2.8 GB for the unlabelled split).
+    raw = (
+        np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
+    )
     if raw.size % (3 * 96 * 96):
         raise DataError(
             f"{path} is truncated ({raw.size} bytes is not a whole number of 96x96 images); replace it"
@@ -191,7 +203,7 @@ def read_stl10(root: Path, unlabeled: bool = False) -> tuple[dict, list[str]] | 
     else:
         x = _stl_images(d / "train_X.bin")
         out["train"] = (x, _stl_labels(d / "train_y.bin", len(x)))
-    return out, (d / "class_names.txt").read_text().split()
+    return out, (d / "class_names.txt").read_text(errors="replace").split()
 
 
 # ---------------------------------------------------------------- CelebA (JPEGs)
@@ -211,14 +223,18 @@ def read_celeba(root: Path, size: int) -> tuple[dict, list[str]] | None:
     parts, folder = d / "list_eval_partition.txt", d / "img_align_celeba"
     if not (parts.is_file() and folder.is_dir()):
         return None
-    rows = [line.split() for line in parts.read_text().splitlines() if line.strip()]
+    rows = [line.split() for line in parts.read_text(errors="replace").splitlines() if line.strip()]
     if not rows or any(len(r) != 2 or r[1] not in ("0", "1", "2") for r in rows):
         raise DataError(f"{parts}: expected lines 'FILE.jpg 0|1|2'; replace it with a good copy")
     split = np.array([r[1] for r in rows])
     train, test = np.flatnonzero(split != "2"), np.flatnonzero(split == "2")
-    unl = lambda idx: np.full(len(idx), -1, np.int64)  # noqa: E731
-    x = _celeba_cached(folder, rows, size)
-    return {"train": (x[train], unl(train)), "test": (x[test], unl(test))}, []
+    # Decoded train first, then test: each split is then a view of the one array, never a copy of it.
+    x = _celeba_cached(folder, [rows[i] for i in np.concatenate([train, test])], size)
+    n = len(train)
+    return {
+        "train": (x[:n], np.full(n, -1, np.int64)),
+        "test": (x[n:], np.full(len(test), -1, np.int64)),
+    }, []
 
 
 def _celeba_cached(folder: Path, rows: list[list[str]], size: int) -> np.ndarray:
@@ -231,23 +247,24 @@ def _celeba_cached(folder: Path, rows: list[list[str]], size: int) -> np.ndarray
 
     from udlcli.data.sources import default_cache_dir
 
-    key = hashlib.sha1(f"{folder.resolve()}|{size}|{len(rows)}|{rows[0][0]}|{rows[-1][0]}".encode())
+    files = "|".join(r[0] for r in rows)  # the list and its order (train first) make the key
+    key = hashlib.sha1(f"{folder.resolve()}|{size}|{files}".encode())
     cache = default_cache_dir() / "decoded" / f"celeba-{size}-{key.hexdigest()[:10]}.npy"
     if cache.is_file():
         try:
             x = np.load(cache)
             if x.shape == (len(rows), 3, size, size):
                 return x
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             pass  # a damaged cache: decode again
     x = _decode_celeba(folder, rows, size)
+    tmp = cache.with_suffix(".partial.npy")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".partial.npy")
         np.save(tmp, x)
         tmp.replace(cache)
-    except OSError:
-        pass  # no room in the cache: the next run decodes again
+    except OSError:  # no room in the cache: the next run decodes again
+        tmp.unlink(missing_ok=True)
     return x
 
 

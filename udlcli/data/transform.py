@@ -10,8 +10,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-MIN_SIZE, MAX_SIZE = 28, 64
-"""The image sizes (height and width, in pixels) every model of udl is built for."""
 CHUNK = 4096
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 """ITU-R 601-2 luma, what PIL's convert("L") uses."""

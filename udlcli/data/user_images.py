@@ -10,9 +10,9 @@
     imgs.notes      # lines for the user, e.g. "3 images resized to 28x28"
 
 Rules: every image is converted to the run's colour (grayscale or RGB) and resized (bilinear) to
-its size if it is not already. For a one-channel run (MNIST's white digits on black), a scan or a
+its size if it is not already. For a run on white-on-black data (the MNIST family), a scan or a
 drawing is usually black on white, so an image whose mean brightness is above 0.5 is inverted;
-colour images are never inverted. Anything that goes wrong (no such
+colour images, and gray ones for other data (photos converted with --color gray), never are. Anything that goes wrong (no such
 file, a pattern that matches nothing, a file that is not a readable image) is a one-line
 `DataError` naming the file, raised before any work is done on the batch.
 """
@@ -91,9 +91,14 @@ def _original_size(path: Path) -> tuple[int, int]:
 
 
 def load_user_images(
-    paths: Iterable[str | Path], shape: tuple[int, int, int] = (1, SIZE, SIZE)
+    paths: Iterable[str | Path],
+    shape: tuple[int, int, int] = (1, SIZE, SIZE),
+    invert_dark_on_light: bool = True,
 ) -> UserImages:
-    """Read, convert, resize and (one channel, dark-on-light) invert the given images; see the module docstring."""
+    """Read, convert, resize and (one channel, dark-on-light) invert the given images; see the module docstring.
+
+    invert_dark_on_light: the run's data is white on black (the MNIST family: sources.light_on_dark).
+    """
     c, h, w = shape
     files = expand_paths(paths)
     pixels, sizes, resized = [], [], []
@@ -105,7 +110,7 @@ def load_user_images(
         resized.append(bool(was_resized))
         sizes.append(_original_size(f))
     x = torch.from_numpy(np.stack(pixels)).float().div_(255.0)  # (N, C, H, W)
-    if c == 1:
+    if c == 1 and invert_dark_on_light:
         inverted_t = x.mean(dim=(1, 2, 3)) > INVERT_ABOVE  # (N,)
         x = torch.where(inverted_t[:, None, None, None], 1.0 - x, x)
     else:

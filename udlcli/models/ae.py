@@ -24,11 +24,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from udlcli.config import Strict
+from udlcli.config import MNIST_SHAPE, Strict
 from udlcli.models.registry import ModelEntry, register
 
 HIDDEN = 64  # the report's second linear layer
-MNIST_SHAPE = (1, 28, 28)
 Shape = tuple[int, int, int]
 
 

@@ -133,7 +133,7 @@ def check_size(shape) -> None:
     if h != w or h not in SIZES:
         raise SpecError(
             f"--arch dcgan builds networks for {', '.join(map(str, SIZES))}-pixel square images, not {h}x{w}; "
-            f"give --image-size 32 or 64, or --arch mlp"
+            f"give --image-size {' or '.join(map(str, SIZES))}, or --arch mlp"
         )
 
 

@@ -23,10 +23,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from udlcli.config import Strict
+from udlcli.config import MNIST_SHAPE, Strict
 from udlcli.models.dcgan import build_dcgan
-
-MNIST_SHAPE = (1, 28, 28)
 
 
 class GanModelConfig(Strict):

@@ -35,7 +35,7 @@ def clean_images(
 
     A file already in out/ is replaced only with overwrite=True; otherwise the first one is named and nothing is written.
     """
-    from udlcli.data.folders import probe
+    from udlcli.data.sources import light_on_dark
     from udlcli.data.user_images import expand_paths, load_user_images
 
     files = expand_paths(paths)  # DataError for a path or pattern that matches nothing
@@ -48,10 +48,9 @@ def clean_images(
             f"{existing[0]} already exists{more}; pass --overwrite to replace it, or choose another --out"
         )
     dae = load_run(run, root, kinds=("dae",), hint=NOT_A_DAE)
-    for f in files:  # a file that is not a readable image: one line, before anything is written
-        probe(f)
     shape = dae.spec.data.image_shape
-    imgs = load_user_images(files, shape)  # the DAE's channels and size
+    # A file that is not a readable image is one line here, before anything is written.
+    imgs = load_user_images(files, shape, light_on_dark(dae.spec.data.dataset))  # the DAE's C, H, W
     with torch.no_grad():
         clean = dae.model.reconstruct(imgs.x).clamp(
             0, 1

@@ -66,13 +66,14 @@ class FeatureNet:
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-        """Images (N, C, H, W) in [0, 1] -> (features (N, f) float32, probabilities of the data's classes (N, C) float64).
+        """Images (N, C, H, W) in [0, 1] (or uint8 pixels) -> (features (N, f) float32, probabilities of the data's classes (N, C) float64).
 
         The probabilities sum to 1 - P(not data) (see udlcli.models.lenet): near 0 for noise.
         """
         feats, probs = [], []
         for i in range(0, len(images), batch_size):
-            x = images[i : i + batch_size].to(self.device, torch.float32)
+            x = images[i : i + batch_size].to(self.device)
+            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()  # uint8 pixels too
             f = self.model.features(x)  # (B, f)
             feats.append(f.cpu())
             probs.append(self.model.data_probs(f).cpu())  # (B, C)
@@ -81,7 +82,9 @@ class FeatureNet:
     def embed_split(
         self, split: TensorImages, batch_size: int = 1000
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self.embed(split.images(), batch_size)
+        return self.embed(
+            split.x, batch_size
+        )  # uint8, made float a batch at a time (CelebA's is 1 GB as float)
 
     def info(self) -> dict:
         """What evaluation.json and the table footer say about the yardstick."""
@@ -274,11 +277,7 @@ def train_network(
     from udlcli.core.spec import resolve_spec, spec_to_dict
     from udlcli.tasks.train import RunOptions, train
 
-    why = None
-    if int((data.train.y >= 0).sum()) < len(data.train):
-        why = "has training images without a class label"
-    elif len(data.classes) < 2:
-        why = f"has {len(data.classes)} class{'es' if len(data.classes) != 1 else ''}"
+    why = data.why_unlabelled()
     if why:
         raise DataError(
             f"dataset {data.name!r} {why}; udl evaluate's feature network is a classifier trained on the dataset's labelled "

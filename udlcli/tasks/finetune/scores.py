@@ -158,6 +158,7 @@ def predict(
 ) -> Prediction:
     """Classify a user's image files with a classifier run (the newest under root when run is None)."""
     from udlcli.data.folders import probe
+    from udlcli.data.sources import light_on_dark
     from udlcli.data.user_images import expand_paths, load_user_images
 
     for f in expand_paths(paths):  # a missing or unreadable file is named before any run is loaded
@@ -165,9 +166,8 @@ def predict(
     loaded = load_run(
         run, root, kinds=("classifier",), hint="--run takes a run written by udl finetune"
     )
-    imgs = load_user_images(
-        paths, loaded.spec.data.image_shape
-    )  # the classifier's channels and size
+    d = loaded.spec.data
+    imgs = load_user_images(paths, d.image_shape, light_on_dark(d.dataset))  # the run's C, H, W
     classes = (loaded.payload.get("data") or {}).get("classes") or [
         str(i) for i in range(loaded.spec.model.classes)
     ]

@@ -155,9 +155,10 @@ def prepare(
         source="spec",
     )
     device, data = lifecycle.setup(run_spec.train.device, run_spec.data, data)
-    if len(data.classes) < 2 or int(data.train.y.min()) < 0:
+    why = data.why_unlabelled()
+    if why:
         raise DataError(
-            f"{data.name} has no class labels; a classifier needs a labelled dataset (a folder with one sub-folder per class)"
+            f"{data.name} {why}; a classifier needs two or more classes (a folder with one sub-folder per class)"
         )
     if len(data.classes) != run_spec.model.classes:
         run_spec.model.classes = len(data.classes)

@@ -129,6 +129,9 @@ def train_gan(
 ) -> TrainResult:
     """Train a fresh GAN run. Everything is validated and loaded before the run folder is created."""
     opts = opts or RunOptions()
+    size = spec.data.image_size
+    if spec.model.arch == "dcgan" and size:
+        check_size((1, size, size))  # before loading data, which may take minutes (CelebA)
     device, data = lifecycle.setup(spec.train.device, spec.data, data)
     if spec.model.arch == "dcgan":
         check_size(data.shape)

@@ -229,13 +229,14 @@ def _grid_figure(
     images: torch.Tensor, values: np.ndarray, dims: tuple[int, int], path: Path, title: str
 ) -> Path:
     """One mosaic of k x k tiles with each axis labelled by its latent values (the report's Fig. 6)."""
-    k, h = len(values), images.shape[-1]
-    mosaic = tile(images, ncol=k)  # (k*h, k*h): rows of tiles side by side
+    k, (h, w) = len(values), images.shape[-2:]
+    mosaic = tile(images, ncol=k)  # (k*h, k*w): rows of tiles side by side
     fig, ax = plots.plt.subplots(figsize=(1.0 + 0.55 * k, 1.0 + 0.55 * k))
     plots.show(ax, mosaic)
-    centres = np.arange(k) * h + (h - 1) / 2
-    ax.set_xticks(centres, [f"{v:.2f}" for v in values], rotation=90, fontsize=7)
-    ax.set_yticks(centres, [f"{v:.2f}" for v in values[::-1]], fontsize=7)
+    ax.set_xticks(
+        np.arange(k) * w + (w - 1) / 2, [f"{v:.2f}" for v in values], rotation=90, fontsize=7
+    )
+    ax.set_yticks(np.arange(k) * h + (h - 1) / 2, [f"{v:.2f}" for v in values[::-1]], fontsize=7)
     ax.set_xlabel(f"z[{dims[0]}]")
     ax.set_ylabel(f"z[{dims[1]}]")
     ax.set_title(title, fontsize=8)

@@ -120,8 +120,12 @@ class AEObjective:
             self.base = config.deep_merge(self.base, {"data": fitted})
 
     def data_key(self) -> dict:
+        """What makes two studies' MSEs comparable; image_size and color only when set, so studies
+        made before they existed still match."""
         d = self.base["data"]
-        return {"dataset": d["dataset"], "limit": d["limit"], "val_fraction": d["val_fraction"]}
+        key = {"dataset": d["dataset"], "limit": d["limit"], "val_fraction": d["val_fraction"]}
+        key.update({k: d[k] for k in ("image_size", "color") if d.get(k) is not None})
+        return key
 
     def spec_for(self, params: dict):
         """The trial's RunSpec: the base spec with the sampled values in place."""
