@@ -57,10 +57,10 @@ def runs(tmp_path) -> Path:
 @pytest.fixture
 def offline(monkeypatch):
     """Downloads fail at once, as they do on a machine with no network (tests never use the network)."""
-    from udlcli.data import sources
+    from udlcli.data import download
 
     monkeypatch.setattr(
-        sources, "download_torchvision", lambda name, root, timeout=15.0: "URLError: offline"
+        download, "download_torchvision", lambda name, root, timeout=15.0: "URLError: offline"
     )
 
 

@@ -276,3 +276,15 @@ def test_commands_never_write_into_a_read_only_data_folder(tmp_path, mnist_dir, 
         for p in [ro, *ro.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
     assert after == before
+
+
+def test_every_dataset_name_has_a_source_and_a_row_in_the_docs():
+    # The names a spec accepts (config), the readers (sources) and docs/data.md's table agree.
+    from conftest import REPO
+
+    from udlcli.config import DATASET_NAMES
+    from udlcli.data.sources import SOURCES
+
+    assert set(DATASET_NAMES) == set(SOURCES) | {"mnist-sample"}
+    table = (REPO / "docs" / "data.md").read_text()
+    assert all(f"| `{name}`" in table for name in DATASET_NAMES)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from udlcli import ui
+from udlcli.config import DATASET_NAMES
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -62,7 +63,7 @@ SeedOpt = Annotated[
         rich_help_panel="Run",
     ),
 ]
-DATASETS_HELP = "mnist | fashion-mnist | kmnist | mnist-sample | cifar10 | cifar100 | svhn | stl10 | stl10-unlabeled | celeba | folder:PATH."
+DATASETS_HELP = " | ".join((*DATASET_NAMES, "folder:PATH")) + "."
 DatasetOpt = Annotated[
     Optional[str], typer.Option("--dataset", help=DATASETS_HELP, rich_help_panel="Data")
 ]

@@ -1,15 +1,12 @@
 """The data layer: datasets by name, held as uint8 tensors and sliced into batches on the device."""
 
-from udlcli.data.dataset import (
-    ImageDataset,
-    TensorImages,
+from udlcli.data.dataset import ImageDataset, TensorImages, showcase_indices, stratified_indices
+from udlcli.data.loading import (
     check_data_dir,
     fit_config,
     load_configured,
     load_dataset,
     resolve_data_dir,
-    showcase_indices,
-    stratified_indices,
 )
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Train the shipped feature networks once: `python -m udlcli.featurenets.build --data-dir DIR [--datasets mnist fashion-mnist]`.
 
 Each network is trained exactly as `udl evaluate` trains one on first use for a dataset without
-a shipped network (udlcli.tasks.evaluate.featurenet.train_network: the LeNet recipe, seed 0, the shared
+a shipped network (udlcli.tasks.evaluate.training.train_network: the LeNet recipe, seed 0, the shared
 trainer), on the CPU, in a throwaway folder. Its best epoch's weights and its record are written to
 udlcli/featurenets/<name>.safetensors, and manifest.json gets the file's SHA-256, its test accuracy
 and the datasets it serves. Rebuilding changes the yardstick: every FID in the docs must then be
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from udlcli.data import load_dataset
-from udlcli.tasks.evaluate import featurenet
+from udlcli.tasks.evaluate import featurenet, training
 
 SERVES = {"mnist": ["mnist", "mnist-sample"], "fashion-mnist": ["fashion-mnist"]}
 """Shipped network -> the datasets it scores (mnist-sample is 5,000 of MNIST's own digits)."""
@@ -32,7 +32,7 @@ def build(name: str, data_dir: str | None, out: Path) -> dict:
         )
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = featurenet.train_network(data, name, data_dir, "cpu", None, None, Path(tmp))
+        run_dir = training.train_network(data, name, data_dir, "cpu", None, None, Path(tmp))
         record = json.loads((run_dir / featurenet.RECORD).read_text())
         net = featurenet.load_network(run_dir / featurenet.WEIGHTS_FILE, "cpu")
         record.pop("sha256", None)

@@ -15,25 +15,22 @@ SHA-256: its numbers compare only with numbers from a network of the same hash.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import stat
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from udlcli import ui
-from udlcli.config import LEGACY_SHAPE
+from udlcli.config import LEGACY_SHAPE, MNIST_SHAPE
 from udlcli.core import runs
-from udlcli.core.device import describe, resolve_device
+from udlcli.core.device import resolve_device
 from udlcli.data import ImageDataset, TensorImages
 from udlcli.data.sources import default_cache_dir
-from udlcli.errors import CheckpointError, DataError
+from udlcli.errors import CheckpointError
 
 RECIPE = 3
 """Bump when the architecture or training recipe changes, so cached networks of the old recipe are retrained.
@@ -242,7 +239,7 @@ def featurenet_for(
     limit is part of the cache key, so a network trained on part of a dataset is never used for the whole.
     shipped=False skips the shipped networks (to test the training path).
     """
-    plain = shipped and epochs is None and limit is None and tuple(data.shape) == LEGACY_SHAPE
+    plain = shipped and epochs is None and limit is None and tuple(data.shape) == MNIST_SHAPE
     entry = (
         shipped_entry(data.name) if plain else None
     )  # the shipped networks are for the 28x28 digits as they are
@@ -251,9 +248,11 @@ def featurenet_for(
             SHIPPED_DIR / entry["file"], device, expected_sha256=entry["sha256"], shipped=True
         )
     key = dataset_key(data.name, limit, data.shape)
-    run_dir = find_cached(key) or train_network(
-        data, key, data_dir, device, epochs, limit, cache_root()
-    )
+    run_dir = find_cached(key)
+    if run_dir is None:
+        from udlcli.tasks.evaluate.training import train_network  # it imports this module
+
+        run_dir = train_network(data, key, data_dir, device, epochs, limit, cache_root())
     net = load_network(run_dir / WEIGHTS_FILE, device)
     recorded = json.loads((run_dir / RECORD).read_text()).get("sha256")
     if recorded != net.sha256:
@@ -261,80 +260,3 @@ def featurenet_for(
             f"{run_dir / WEIGHTS_FILE} changed since it was trained (SHA-256 {net.sha256[:12]}…, recorded {str(recorded)[:12]}…); delete {run_dir} to retrain"
         )
     return net
-
-
-def train_network(
-    data: ImageDataset,
-    key: str,
-    data_dir,
-    device: str,
-    epochs: int | None,
-    limit: int | None,
-    root: Path,
-) -> Path:
-    """Train a feature network with the shared trainer into root/lenet/<key>/; the same recipe makes the shipped ones."""
-    from udlcli.core.loading import load_run
-    from udlcli.core.spec import resolve_spec, spec_to_dict
-    from udlcli.tasks.train import RunOptions, train
-
-    why = data.why_unlabelled()
-    if why:
-        raise DataError(
-            f"dataset {data.name!r} {why}; udl evaluate's feature network is a classifier trained on the dataset's labelled "
-            "training split, so it needs two or more classes (a folder with one sub-folder per class)"
-        )
-    if not writable(root):
-        raise DataError(
-            f"cannot write the feature network's cache in {root}; set UDL_CACHE_DIR to a writable folder"
-        )
-    if limit:
-        data = dataclasses.replace(
-            data, train=TensorImages(data.train.x[:limit], data.train.y[:limit])
-        )
-    flags = {
-        # 10% held out for choosing the best epoch is plenty for a classifier; the rest trains it.
-        "data.dataset": data.name,
-        "data.data_dir": str(data_dir) if data_dir else None,
-        "data.limit": limit,
-        "data.val_fraction": 0.1,
-        "model.classes": len(data.classes),
-        "train.epochs": epochs,
-        "train.device": device,
-    }
-    spec = resolve_spec("lenet", flags=flags)
-    ui.info(
-        f"udl evaluate needs a feature network for {data.name}: training it once ({spec.train.epochs} epochs); it is cached in {root}"
-    )
-    result = train(
-        spec, RunOptions(out=root, name=key, command="udl evaluate (feature network)"), data=data
-    )
-    s = result.summary
-    acc = s["test"].get("acc", float("nan"))
-    d = spec_to_dict(spec)
-    record = {
-        "key": key,
-        "recipe": RECIPE,
-        "what": "udl evaluate's feature network: LeNet penultimate layer for FID and precision/recall; class probabilities for balance, confidence and IS",
-        "dataset": data.info(),
-        "model": d["model"],
-        "data": {"mean": d["data"]["mean"], "std": d["data"]["std"], "shape": d["data"]["shape"]},
-        "train": d["train"],
-        "test_accuracy": acc,
-        "test_loss": s["test"].get("loss"),
-        "best_epoch": s["best_epoch"],
-        "train_time_s": s["train_time_s"],
-        "device": describe(resolve_device(device)),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": runs.versions(),
-    }
-    best = load_run(result.run_dir, kinds=("lenet",))  # the epoch of lowest validation loss
-    record["sha256"] = save_network(best.model, record, result.run_dir / WEIGHTS_FILE)
-    runs.write_json(result.run_dir / RECORD, record)  # last: marks the cache entry complete
-    ui.info(
-        f"feature network: test accuracy {acc:.2%}; sha256 {record['sha256'][:12]}…; cached in [cyan]{result.run_dir}[/]"
-    )
-    if data.name == "mnist" and not limit and acc < MNIST_ACCURACY_BAR:
-        ui.warn(
-            f"the feature network reached only {acc:.2%} MNIST test accuracy (expected >= {MNIST_ACCURACY_BAR:.0%}); FIDs from it are less reliable"
-        )
-    return result.run_dir

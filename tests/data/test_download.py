@@ -1,7 +1,7 @@
 """Downloads through torchvision, against a local HTTP server (tests never use the network).
 
 The server hands out a real CIFAR-10-layout archive of photo patches, slowly or not at all, so the
-progress watch of sources.download_torchvision and the safe CIFAR path are exercised for real.
+progress watch of download.download_torchvision and the safe CIFAR path are exercised for real.
 """
 
 from __future__ import annotations
