@@ -135,8 +135,10 @@ def _print(report) -> None:
     )
     if flagged:
         lo, hi = BALANCE_BAND
+        c = len(report.references[0].metrics["balance"]["shares"])  # the data's classes
         ui.console.print(
-            f"[red]![/] a class takes less than {lo * 10:.0f}% or more than {hi * 10:.0f}% of the samples (for 10 classes): unbalanced or collapsed"
+            f"[red]![/] a class takes less than {lo / c:.1%} or more than {hi / c:.1%} of the samples "
+            f"({lo}/{c} and {hi}/{c} for {c} classes): unbalanced or collapsed"
         )
     for row in report.rows:
         if row.saved is not None:
