@@ -110,6 +110,16 @@ class TrainConfig(Strict):
     """cosine: the learning rate follows a half cosine from lr to 0 over all steps."""
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["32", "bf16", "16-mixed"] = "32"
+    """Autocast of the forward pass and loss: 32 (none), bf16, or 16-mixed (float16 with loss scaling); see core/fastpath.py."""
+    compile: bool = False
+    """Run the model's forward and loss through torch.compile (the first batches compile)."""
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, v: Any) -> Any:
+        # YAML reads `precision: 32` as a number.
+        return str(v) if isinstance(v, int) else v
 
     @field_validator("optimizer", mode="before")
     @classmethod

@@ -55,6 +55,24 @@ DeviceOpt = Annotated[
     Optional[str],
     typer.Option("--device", help="auto | cpu | cuda | mps (default auto).", rich_help_panel="Run"),
 ]
+PrecisionOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--precision",
+        metavar="32|bf16|16-mixed",
+        help="Autocast the forward pass: bf16, or 16-mixed (float16 with loss scaling); pays on a GPU (default 32).",
+        rich_help_panel="Run",
+    ),
+]
+CompileOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--compile/--no-compile",
+        help="Run the model through torch.compile (the first batches compile; default off).",
+        rich_help_panel="Run",
+        show_default=False,
+    ),
+]
 SeedOpt = Annotated[
     Optional[int],
     typer.Option(

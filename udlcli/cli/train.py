@@ -10,6 +10,7 @@ import typer
 from udlcli import ui
 from udlcli.cli.common import (
     ColorOpt,
+    CompileOpt,
     DataDirOpt,
     DatasetOpt,
     DeviceOpt,
@@ -17,6 +18,7 @@ from udlcli.cli.common import (
     ImageSizeOpt,
     NameOpt,
     OutOpt,
+    PrecisionOpt,
     QuietOpt,
     SeedOpt,
     command_line,
@@ -32,6 +34,8 @@ FLAGS = FlagTable(
     weight_decay="train.weight_decay",
     optimizer="train.optimizer",
     device="train.device",
+    precision="train.precision",
+    compile="train.compile",
     seed="train.seed",
     channels="model.channels",
     latent_dim="model.latent_dim",
@@ -121,6 +125,8 @@ def train(
     name: NameOpt = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
+    compile: CompileOpt = None,
     seed: SeedOpt = None,
     quiet: QuietOpt = False,
 ) -> None:

@@ -2,7 +2,7 @@
 
     udl train / denoise / finetune / gan (and tuning trials, which write nothing):
 
-        device, data = setup(spec.train.device, spec.data)      # everything loaded before any folder exists
+        device, data = setup(spec.train, spec.data)      # everything loaded before any folder exists
         model, train, val = seeded_fit_inputs(spec, data, device, build)
         run_dir = new_run(task, spec_dict, opts, device, data)  # spec.yaml with its meta: block
         ...Trainer(...).fit()...; summary |= timing(history, wall)
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from udlcli import ui
-from udlcli.core import runs
+from udlcli.core import fastpath, runs
 from udlcli.core.checkpoint import load_checkpoint
 from udlcli.core.device import describe, resolve_device
 from udlcli.core.trainer import Callback
@@ -66,14 +66,16 @@ class TrainResult:
 
 
 def setup(
-    device: str, data_cfg, data: ImageDataset | None = None
+    train_cfg, data_cfg, data: ImageDataset | None = None
 ) -> tuple[torch.device, ImageDataset]:
     """The device and the dataset of a spec (data given: already loaded, e.g. once for many trials).
 
-    The spec's data section gets the images' shape and normalisation (computed from the training split
-    unless set), so spec.yaml records them and every model, plot and metric reads them from there.
+    The device must run the train section's precision and --compile (one line otherwise). The spec's
+    data section gets the images' shape and normalisation (computed from the training split unless
+    set), so spec.yaml records them and every model, plot and metric reads them from there.
     """
-    dev = resolve_device(device)
+    dev = resolve_device(train_cfg.device)
+    fastpath.check(train_cfg, dev)
     if data is None:
         return dev, load_configured(data_cfg)
     fit_config(data_cfg, data)

@@ -9,6 +9,7 @@ What the trainer knows of a model (udlcli/core/contracts.py):
 
 What it does for every model, once: the seeded shuffle, the learning-rate schedule, the NaN guard,
 Ctrl-C, the progress bar, validation and the best checkpoint (when there is a validation split),
+mixed precision and torch.compile of a Trainable's loss (core/fastpath.py),
 checkpoints written atomically after every epoch (and at epoch 0, so an interrupted first epoch can
 resume), and the RNG states that make a resumed run continue exactly. Callbacks add the rest:
 figures that follow training, a pruner, a per-iteration log, failure detectors; a callback with a
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from udlcli.core import fastpath
 from udlcli.core.checkpoint import save_checkpoint
 from udlcli.core.contracts import Adversarial, HasParamGroups
 from udlcli.core.progress import EpochProgress
@@ -119,6 +121,14 @@ class Trainer:
             if self.adversarial
             else {"model": make_optimizer(self.model, self.cfg)}
         )
+        # --precision and --compile act on a Trainable's loss; the GAN's own step stays float32, eager.
+        self.precision = "32" if self.adversarial else fastpath.precision_of(self.cfg)
+        self.scaler = fastpath.grad_scaler(self.device, self.precision)
+        self.loss_fn = (
+            None
+            if self.adversarial
+            else fastpath.compiled(self.model.loss, bool(getattr(self.cfg, "compile", False)))
+        )
         self.shuffle_gen = torch.Generator().manual_seed(self.cfg.seed)
         self.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.optimizers.items()}
         self.epoch = 0
@@ -144,6 +154,7 @@ class Trainer:
             "history": self.history,
             "best_val": self.best_val,
             "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks if cb.name},
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def load_state(self, payload: dict[str, Any]) -> None:
@@ -154,6 +165,8 @@ class Trainer:
         self.epoch = int(payload["epoch"])
         self.history = list(payload.get("history", []))
         self.best_val = float(payload.get("best_val", math.inf))
+        if self.scaler is not None and "scaler" in payload:
+            self.scaler.load_state_dict(payload["scaler"])
         saved = payload.get("callbacks", {})
         for cb in self.callbacks:
             if cb.name and cb.name in saved:
@@ -183,7 +196,9 @@ class Trainer:
         self.model.eval()
         sums: dict[str, torch.Tensor] = {}
         for x, y in data.batches(batch_size or max(self.cfg.batch_size, 1024)):
-            for k, v in self.model.loss(x, y).items():
+            with fastpath.autocast(self.device, self.precision):
+                out = self.model.loss(x, y)
+            for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float() * len(x)
         self.model.train(was_training)
         return {k: float(v) / len(data) for k, v in sums.items()}
@@ -245,11 +260,17 @@ class Trainer:
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.adversarial:
             return self.model.train_step(x, y, self.optimizers)
-        out = self.model.loss(x, y)
+        with fastpath.autocast(self.device, self.precision):
+            out = self.loss_fn(x, y)
         opt = self.optimizers["model"]
         opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        opt.step()
+        if self.scaler is None:
+            out["loss"].backward()
+            opt.step()
+        else:  # float16: the loss scaled up so small gradients survive; steps that overflow are skipped
+            self.scaler.scale(out["loss"]).backward()
+            self.scaler.step(opt)
+            self.scaler.update()
         return out
 
     def _end_epoch(

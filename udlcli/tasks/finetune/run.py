@@ -219,7 +219,7 @@ def resume(
     run_spec = config.validate(RunSpec, r.payload["spec"], source=f"spec stored in {r.checkpoint}")
     lifecycle.extend(run_spec.train, r.done, epochs, device, r.run_dir)
     spec.train.epochs, spec.train.device = run_spec.train.epochs, run_spec.train.device
-    dev, data = lifecycle.setup(run_spec.train.device, run_spec.data)
+    dev, data = lifecycle.setup(run_spec.train, run_spec.data)
     lifecycle.check_same_data(r.payload, data)
     prep = Prepared(spec, run_spec, data, dev)
     lifecycle.say_resuming(r, run_spec.train.epochs, dev)

@@ -154,7 +154,7 @@ def prepare(
         {"model": model_cfg, "data": data_cfg, "train": spec.train.model_dump()},
         source="spec",
     )
-    device, data = lifecycle.setup(run_spec.train.device, run_spec.data, data)
+    device, data = lifecycle.setup(run_spec.train, run_spec.data, data)
     why = data.why_unlabelled()
     if why:
         raise DataError(

@@ -132,7 +132,7 @@ def train_gan(
     size = spec.data.image_size
     if spec.model.arch == "dcgan" and size:
         check_size((1, size, size))  # before loading data, which may take minutes (CelebA)
-    device, data = lifecycle.setup(spec.train.device, spec.data, data)
+    device, data = lifecycle.setup(spec.train, spec.data, data)
     if spec.model.arch == "dcgan":
         check_size(data.shape)
     if len(data.train) < spec.train.batch_size:
@@ -159,7 +159,7 @@ def resume_gan(
     payload = upgrade(r.payload)
     spec = config.validate(GanSpec, payload["spec"], source=f"spec stored in {r.checkpoint}")
     lifecycle.extend(spec.train, r.done, epochs, device, r.run_dir)
-    dev, data = lifecycle.setup(spec.train.device, spec.data, data)
+    dev, data = lifecycle.setup(spec.train, spec.data, data)
     lifecycle.check_same_data(payload, data)
     trainer, _ = _trainer(spec, data, dev, r.run_dir)
     trainer.load_state(payload)

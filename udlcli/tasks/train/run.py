@@ -37,7 +37,7 @@ def train(
     """Train a fresh run. Everything is validated and loaded before the run folder is created."""
     opts = opts or RunOptions()
     entry = get(spec.model.name)
-    device, data = lifecycle.setup(spec.train.device, spec.data, data)
+    device, data = lifecycle.setup(spec.train, spec.data, data)
     run_dir = lifecycle.new_run(entry.task, spec_to_dict(spec), opts, device, data)
     ui.info(
         f"[bold]{entry.name}[/]: {entry.description}; {lifecycle.data_line(data)}; device {describe(device)}; run folder [cyan]{run_dir}[/]"
@@ -60,7 +60,7 @@ def resume(
             f"--resume {run}: that run trains {spec.model.name}, not {model}; drop {model!r} (udl train --resume {run}) or give {spec.model.name}"
         )
     lifecycle.extend(spec.train, r.done, epochs, device, r.run_dir)
-    dev, data = lifecycle.setup(spec.train.device, spec.data)
+    dev, data = lifecycle.setup(spec.train, spec.data)
     lifecycle.check_same_data(r.payload, data)
     lifecycle.say_resuming(r, spec.train.epochs, dev)
     return _fit(r.run_dir, spec, data, dev, payload=r.payload)

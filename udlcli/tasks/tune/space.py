@@ -114,7 +114,7 @@ class AEObjective:
 
         if self.data is None:
             spec = self.spec_for({})
-            self.device, self.data = lifecycle.setup(spec.train.device, spec.data)
+            self.device, self.data = lifecycle.setup(spec.train, spec.data)
             # The loaded data's shape and normalisation, for every trial's model (and best.yaml).
             fitted = spec.data.model_dump(mode="json", include={"shape", "mean", "std"})
             self.base = config.deep_merge(self.base, {"data": fitted})
