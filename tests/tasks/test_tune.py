@@ -47,7 +47,8 @@ def _assert_exact(study, n: int) -> None:
 
 
 def test_two_workers_share_a_journal_and_finish_exactly_n(runs, tmp_path):
-    result = engine.tune(_opts(runs, n_jobs=2), _tiny_search(tmp_path), DATA)
+    # --devices cpu,cpu: each worker on its "device" from the list (GPUs take cuda:0,cuda:1 the same way)
+    result = engine.tune(_opts(runs, n_jobs=2, devices="cpu,cpu"), _tiny_search(tmp_path), DATA)
     journal = runs / "tune" / "ae-study" / "journal.log"
     assert journal.is_file() and not (runs / "tune" / "ae-study" / "study.db").exists()
     assert result.summary["finished"] == 4 and result.summary["storage"] == str(journal)
@@ -55,6 +56,7 @@ def test_two_workers_share_a_journal_and_finish_exactly_n(runs, tmp_path):
         study_name="ae-study", storage=engine.open_storage(str(journal), "journal")
     )
     _assert_exact(study, 4)
+    assert {t.user_attrs.get("udl_device") for t in study.get_trials()} == {"cpu"}
     # the study holds its objective and search space, so a later run can check it continues the same search
     assert study.user_attrs["udl_objective"] == "ae" and study.user_attrs["udl_search"][
         "channels"

@@ -75,6 +75,14 @@ def tune(
             rich_help_panel=STUDY,
         ),
     ] = 1,
+    devices: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="LIST",
+            help="Workers' devices, round-robin: cuda:0,cuda:1 (with --n-jobs 4: 2 a GPU), or cpu,cpu.",
+            rich_help_panel=STUDY,
+        ),
+    ] = None,
     timeout: Annotated[
         Optional[float],
         typer.Option(help="Start no new trial after this many seconds.", rich_help_panel=STUDY),
@@ -153,6 +161,7 @@ def tune(
             max_epochs=max_epochs,
             pruner=pruner.value,
             n_jobs=n_jobs,
+            devices=devices,
             timeout=timeout,
             seed=seed or 0,
             out=out,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from udlcli import ui
+from udlcli.core.device import parse_devices, round_robin, use_device
 from udlcli.errors import SpecError
 from udlcli.tasks.tune.space import OBJECTIVES
 from udlcli.tasks.tune.storage import (
@@ -54,6 +55,8 @@ class TuneOptions:
     max_epochs: int | None = None
     pruner: Pruner = "median"
     n_jobs: int = 1
+    devices: str | None = None
+    """--devices cuda:0,cuda:1: the workers' devices, round-robin (2 workers a GPU for --n-jobs 4)."""
     timeout: float | None = None
     seed: int = 0
     out: Path = Path("runs")
@@ -85,7 +88,14 @@ def tune(
     epochs = opts.max_epochs or 40
     if epochs < 1:
         raise SpecError(f"--max-epochs {epochs}: give 1 or more epochs a trial")
+    devices = parse_devices(opts.devices) if opts.devices else None
+    if devices and (flags or {}).get("train.device"):
+        raise SpecError(
+            "give --device (every worker on one device) or --devices (a list), not both"
+        )
     flags = {**(flags or {}), "train.epochs": epochs, "train.seed": opts.seed}
+    if devices and opts.n_jobs == 1:  # one worker, in this process: on the first device
+        flags["train.device"] = use_device(devices[0])
     obj_cls = OBJECTIVES[opts.objective]
     obj = obj_cls.resolve(config_path, flags, sets or [], opts.out)
     study_name = opts.study_name or f"{opts.objective}-study"
@@ -109,11 +119,13 @@ def tune(
         opts.seed,
         None if opts.timeout is None else time.time() + opts.timeout,
         str(opts.out),
+        devices,
     )
     c = counts(study)
+    on_devices = f" on {', '.join(round_robin(devices, opts.n_jobs))}" if devices else ""
     ui.info(
         f"[bold]study {study_name}[/]: {opts.objective} ({obj.metric}), TPE seed {opts.seed}, pruner {opts.pruner}, "
-        f"max {epochs} epochs a trial; storage {shown(storage)} ({why}); {opts.n_jobs} worker(s); {status_line(c, n)}"
+        f"max {epochs} epochs a trial; storage {shown(storage)} ({why}); {opts.n_jobs} worker(s){on_devices}; {status_line(c, n)}"
     )
     study_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

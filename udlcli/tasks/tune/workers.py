@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from udlcli import ui
+from udlcli.core.device import round_robin, use_device
 from udlcli.errors import TrainingDiverged, UdlError, shorten
 from udlcli.tasks.tune.space import OBJECTIVES
 from udlcli.tasks.tune.storage import (
@@ -49,6 +50,8 @@ class Plan:
     seed: int
     deadline: float | None
     root: str
+    devices: list[str] | None = None
+    """--devices: worker i trains on devices[i % len] (None: every worker on the spec's train.device)."""
 
 
 def make_pruner(name: str, max_epochs: int):
@@ -91,14 +94,19 @@ def work(
         sampler=sampler,
         pruner=make_pruner(plan.pruner, plan.max_epochs),
     )
+    device = round_robin(plan.devices, worker + 1)[worker] if plan.devices else None
+    base = plan.base
+    if device is not None and obj is None:
+        base = {**base, "train": {**base["train"], "device": use_device(device)}}
     obj = obj or OBJECTIVES[plan.objective](
-        plan.base, OBJECTIVES[plan.objective].search_cls.model_validate(plan.search)
+        base, OBJECTIVES[plan.objective].search_cls.model_validate(plan.search)
     )
     obj.load(Path(plan.root))
     me = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial) -> float:
         trial.set_user_attr("udl_worker", me)
+        trial.set_user_attr("udl_device", device or base["train"]["device"])
         if _rank(study, trial.number) >= plan.trials:
             raise _surplus(trial)
         spec = obj.spec_for(obj.search.sample(trial))
