@@ -67,3 +67,18 @@ def test_a_non_image_among_images_is_named(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG but cut short")
     with pytest.raises(DataError, match="broken.png: not a readable image"):
         load_dataset(f"folder:{tmp_path}")
+
+
+def test_a_16_bit_scan_is_scaled_not_clipped(tmp_path):
+    # PIL's convert("L") clips 16-bit values at 255: a mid-grey 16-bit scan would read as white.
+    import numpy as np
+    from PIL import Image
+
+    from udlcli.data.folders import read_image
+
+    a = np.zeros((28, 28), np.uint16)
+    a[:, 14:] = 32768  # half of 16-bit white
+    Image.fromarray(a).save(tmp_path / "scan16.png")
+    px, _ = read_image(tmp_path / "scan16.png", 28, 1)
+    assert px.shape == (1, 28, 28)
+    assert px[0, 0, 0] == 0 and abs(int(px[0, 0, 20]) - 128) <= 1

@@ -35,7 +35,9 @@ def read_image(
     hw = (size, size) if isinstance(size, int) else tuple(size)
     try:
         with Image.open(path) as im:
-            g = im.convert("L" if channels == 1 else "RGB")
+            g = im.convert("L" if channels == 1 else "RGB") if im.mode not in WIDE else _to_8bit(im)
+            if g.mode != ("L" if channels == 1 else "RGB"):
+                g = g.convert("L" if channels == 1 else "RGB")
             resized = g.size != (hw[1], hw[0])
             if resized:
                 g = g.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
@@ -45,6 +47,19 @@ def read_image(
             f"{path}: not a readable image ({e.__class__.__name__}); remove it or convert it to PNG"
         ) from None
     return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).copy(), resized
+
+
+WIDE = ("I;16", "I;16B", "I;16L", "I", "F")
+"""Gray modes of more than 8 bits (16-bit PNG and TIFF scans): PIL's convert("L") would clip them."""
+
+
+def _to_8bit(im):
+    """A 16-bit or float gray image scaled to 8 bits: 16-bit data by 65535 (8-bit data stored wide by 255)."""
+    from PIL import Image
+
+    a = np.asarray(im, dtype=np.float64)
+    top = 65535.0 if a.max(initial=0) > 255 else 255.0
+    return Image.fromarray(np.clip(np.rint(a / top * 255.0), 0, 255).astype(np.uint8), "L")
 
 
 def probe(path: Path, check_colour: bool = True) -> tuple[tuple[int, int], bool]:
