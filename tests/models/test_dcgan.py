@@ -29,7 +29,7 @@ def test_the_reports_mlp_is_unchanged_for_mnist():
 
 @pytest.mark.parametrize("shape", [(3, 48, 48), (3, 32, 48)])
 def test_dcgan_refuses_a_size_it_is_not_built_for(shape):
-    with pytest.raises(SpecError, match="--image-size 32 or 64"):
+    with pytest.raises(SpecError, match="--image-size 28, 32 or 64, or --arch mlp"):
         build_dcgan(64, 64, shape)
 
 

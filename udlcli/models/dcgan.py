@@ -131,9 +131,10 @@ def check_size(shape) -> None:
     """A one-line SpecError for an image shape DCGAN has no network for (before any run folder exists)."""
     _, h, w = shape
     if h != w or h not in SIZES:
+        sizes = ", ".join(map(str, SIZES[:-1])) + f" or {SIZES[-1]}"  # "28, 32 or 64"
         raise SpecError(
-            f"--arch dcgan builds networks for {', '.join(map(str, SIZES))}-pixel square images, not {h}x{w}; "
-            f"give --image-size {' or '.join(map(str, SIZES))}, or --arch mlp"
+            f"--arch dcgan builds networks for {sizes}-pixel square images, not {h}x{w}; "
+            f"give --image-size {sizes}, or --arch mlp"
         )
 
 
