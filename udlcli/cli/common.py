@@ -55,6 +55,20 @@ DeviceOpt = Annotated[
     Optional[str],
     typer.Option("--device", help="auto | cpu | cuda | mps (default auto).", rich_help_panel="Run"),
 ]
+ChannelsOpt = Annotated[
+    Optional[int],
+    typer.Option(help="Channels n of the first convolution (default 12).", rich_help_panel="Model"),
+]
+LatentDimOpt = Annotated[
+    Optional[int], typer.Option(help="Latent dimension (default 7).", rich_help_panel="Model")
+]
+LimitOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Use N training images, a stratified seeded sample (quick runs).",
+        rich_help_panel="Data",
+    ),
+]
 PrecisionOpt = Annotated[
     Optional[str],
     typer.Option(

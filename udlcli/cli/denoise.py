@@ -9,12 +9,15 @@ import typer
 
 from udlcli import ui
 from udlcli.cli.common import (
+    ChannelsOpt,
     ColorOpt,
     DataDirOpt,
     DatasetOpt,
     DeviceOpt,
     FlagTable,
     ImageSizeOpt,
+    LatentDimOpt,
+    LimitOpt,
     QuietOpt,
     SeedOpt,
     command_line,
@@ -93,15 +96,8 @@ def denoise(
             help="Learning rate (default the report's 0.002218).", rich_help_panel="Training"
         ),
     ] = None,
-    channels: Annotated[
-        Optional[int],
-        typer.Option(
-            help="Channels n of the first convolution (default 12).", rich_help_panel="Model"
-        ),
-    ] = None,
-    latent_dim: Annotated[
-        Optional[int], typer.Option(help="Latent dimension (default 7).", rich_help_panel="Model")
-    ] = None,
+    channels: ChannelsOpt = None,
+    latent_dim: LatentDimOpt = None,
     like: Annotated[
         Optional[Path],
         typer.Option(
@@ -118,13 +114,7 @@ def denoise(
     dataset: DatasetOpt = None,
     image_size: ImageSizeOpt = None,
     color: ColorOpt = None,
-    limit: Annotated[
-        Optional[int],
-        typer.Option(
-            help="Use N training images, a stratified seeded sample (quick runs).",
-            rich_help_panel="Data",
-        ),
-    ] = None,
+    limit: LimitOpt = None,
     resume: Annotated[
         Optional[Path],
         typer.Option(

@@ -15,6 +15,7 @@ from udlcli.cli.common import (
     DeviceOpt,
     FlagTable,
     ImageSizeOpt,
+    LimitOpt,
     NameOpt,
     OutOpt,
     QuietOpt,
@@ -96,13 +97,7 @@ def gan(
     dataset: DatasetOpt = None,
     image_size: ImageSizeOpt = None,
     color: ColorOpt = None,
-    limit: Annotated[
-        Optional[int],
-        typer.Option(
-            help="Use N training images, a stratified seeded sample (quick runs).",
-            rich_help_panel="Data",
-        ),
-    ] = None,
+    limit: LimitOpt = None,
     resume: Annotated[
         Optional[Path],
         typer.Option(help="Continue the GAN run in this folder from weights/last.pt."),

@@ -9,6 +9,7 @@ import typer
 
 from udlcli import ui
 from udlcli.cli.common import (
+    ChannelsOpt,
     ColorOpt,
     CompileOpt,
     DataDirOpt,
@@ -16,6 +17,8 @@ from udlcli.cli.common import (
     DeviceOpt,
     FlagTable,
     ImageSizeOpt,
+    LatentDimOpt,
+    LimitOpt,
     NameOpt,
     OutOpt,
     PrecisionOpt,
@@ -83,15 +86,8 @@ def train(
     optimizer: Annotated[
         Optional[str], typer.Option(help="adam | sgd | rmsprop.", rich_help_panel="Training")
     ] = None,
-    channels: Annotated[
-        Optional[int],
-        typer.Option(
-            help="Channels n of the first convolution (default 12).", rich_help_panel="Model"
-        ),
-    ] = None,
-    latent_dim: Annotated[
-        Optional[int], typer.Option(help="Latent dimension (default 7).", rich_help_panel="Model")
-    ] = None,
+    channels: ChannelsOpt = None,
+    latent_dim: LatentDimOpt = None,
     beta: Annotated[
         Optional[float],
         typer.Option(
@@ -108,13 +104,7 @@ def train(
     dataset: DatasetOpt = None,
     image_size: ImageSizeOpt = None,
     color: ColorOpt = None,
-    limit: Annotated[
-        Optional[int],
-        typer.Option(
-            help="Use N training images, a stratified seeded sample (quick runs).",
-            rich_help_panel="Data",
-        ),
-    ] = None,
+    limit: LimitOpt = None,
     resume: Annotated[
         Optional[Path], typer.Option(help="Continue the run in this folder from weights/last.pt.")
     ] = None,
