@@ -55,6 +55,21 @@ DeviceOpt = Annotated[
     Optional[str],
     typer.Option("--device", help="auto | cpu | cuda | mps (default auto).", rich_help_panel="Run"),
 ]
+
+
+def config_option(what: str):
+    """The --config/-c option of a command whose spec file holds `what` (its help text)."""
+    return Annotated[Optional[Path], typer.Option("--config", "-c", help=f"YAML {what}.")]
+
+
+def set_option(example: str, what: str = "any spec field"):
+    """The repeatable --set key=value option, with a command's own example."""
+    return Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help=f"Override {what}: --set {example} (repeatable)."),
+    ]
+
+
 ChannelsOpt = Annotated[
     Optional[int],
     typer.Option(help="Channels n of the first convolution (default 12).", rich_help_panel="Model"),

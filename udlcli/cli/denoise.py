@@ -21,9 +21,14 @@ from udlcli.cli.common import (
     QuietOpt,
     SeedOpt,
     command_line,
+    config_option,
     friendly_errors,
+    set_option,
     setup,
 )
+
+ConfigOpt = config_option("run spec (model.name: dae)")
+SetOpt = set_option("model.sigma=0.5")
 
 NOISE = "Noise"
 FLAGS = FlagTable(
@@ -104,13 +109,8 @@ def denoise(
             help="Copy channels and latent_dim from this AE run.", rich_help_panel="Model"
         ),
     ] = None,
-    config: Annotated[
-        Optional[Path], typer.Option("--config", "-c", help="YAML run spec (model.name: dae).")
-    ] = None,
-    set_: Annotated[
-        Optional[list[str]],
-        typer.Option("--set", help="Override any spec field: --set model.sigma=0.5 (repeatable)."),
-    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     dataset: DatasetOpt = None,
     image_size: ImageSizeOpt = None,
     color: ColorOpt = None,

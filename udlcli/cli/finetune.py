@@ -20,9 +20,14 @@ from udlcli.cli.common import (
     QuietOpt,
     SeedOpt,
     command_line,
+    config_option,
     friendly_errors,
+    set_option,
     setup,
 )
+
+ConfigOpt = config_option("spec with finetune:/data:/train: sections")
+SetOpt = set_option("finetune.hidden=512")
 
 HEAD = "Head"
 TRAIN = "Training"
@@ -157,16 +162,8 @@ def finetune(
             rich_help_panel="Data",
         ),
     ] = None,
-    config: Annotated[
-        Optional[Path],
-        typer.Option("--config", "-c", help="YAML spec with finetune:/data:/train: sections."),
-    ] = None,
-    set_: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--set", help="Override any spec field: --set finetune.hidden=512 (repeatable)."
-        ),
-    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     resume: Annotated[
         Optional[Path],
         typer.Option(help="Continue the classifier run in this folder from weights/last.pt."),

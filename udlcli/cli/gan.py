@@ -21,9 +21,14 @@ from udlcli.cli.common import (
     QuietOpt,
     SeedOpt,
     command_line,
+    config_option,
     friendly_errors,
+    set_option,
     setup,
 )
+
+ConfigOpt = config_option("spec with model:/data:/train:/checks: sections")
+SetOpt = set_option("train.label_smoothing=0.1")
 
 FLAGS = FlagTable(
     epochs="train.epochs",
@@ -44,16 +49,8 @@ FLAGS = FlagTable(
 
 
 def gan(
-    config: Annotated[
-        Optional[Path],
-        typer.Option("--config", "-c", help="YAML spec with model:/data:/train:/checks: sections."),
-    ] = None,
-    set_: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--set", help="Override any spec field: --set train.label_smoothing=0.1 (repeatable)."
-        ),
-    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     epochs: Annotated[
         Optional[int],
         typer.Option(

@@ -25,9 +25,14 @@ from udlcli.cli.common import (
     QuietOpt,
     SeedOpt,
     command_line,
+    config_option,
     friendly_errors,
+    set_option,
     setup,
 )
+
+ConfigOpt = config_option("run spec with data:/model:/train: sections")
+SetOpt = set_option("train.lr=1e-3")
 
 MODELS_HELP = "Model to train: ae (the report's conv autoencoder), vae (a conv VAE). Default: model.name of --config, else ae."
 FLAGS = FlagTable(
@@ -56,14 +61,8 @@ def train(
     model: Annotated[
         Optional[str], typer.Argument(metavar="MODEL", help=MODELS_HELP, show_default=False)
     ] = None,
-    config: Annotated[
-        Optional[Path],
-        typer.Option("--config", "-c", help="YAML run spec with data:/model:/train: sections."),
-    ] = None,
-    set_: Annotated[
-        Optional[list[str]],
-        typer.Option("--set", help="Override any spec field: --set train.lr=1e-3 (repeatable)."),
-    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     epochs: Annotated[
         Optional[int],
         typer.Option(
