@@ -27,6 +27,10 @@ class DeviceError(UdlError):
     exit_code = 2
 
 
+class DistributedError(UdlError):
+    """A job of several ranks could not start (a port in use) or lost a rank; the last checkpoint is kept."""
+
+
 class TrainingDiverged(UdlError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

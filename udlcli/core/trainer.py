@@ -9,7 +9,9 @@ What the trainer knows of a model (udlcli/core/contracts.py):
 
 What it does for every model, once: the seeded shuffle, the learning-rate schedule, the NaN guard,
 Ctrl-C, the progress bar, validation and the best checkpoint (when there is a validation split),
-mixed precision and torch.compile of a Trainable's loss (core/fastpath.py),
+mixed precision and torch.compile of a Trainable's loss (core/fastpath.py), data parallelism over
+ranks (core/distributed.py: DDP for a Trainable, averaged gradients for an Adversarial model; each
+rank trains on its shard of every global batch; rank 0 alone writes and runs the callbacks),
 checkpoints written atomically after every epoch (and at epoch 0, so an interrupted first epoch can
 resume), and the RNG states that make a resumed run continue exactly. Callbacks add the rest:
 figures that follow training, a pruner, a per-iteration log, failure detectors; a callback with a
@@ -27,11 +29,12 @@ from typing import Any
 
 import torch
 
-from udlcli.core import fastpath
+from udlcli import ui
+from udlcli.core import distributed, fastpath
 from udlcli.core.checkpoint import save_checkpoint
 from udlcli.core.contracts import Adversarial, HasParamGroups
 from udlcli.core.progress import EpochProgress
-from udlcli.errors import Interrupted, TrainingDiverged
+from udlcli.errors import DistributedError, Interrupted, TrainingDiverged
 
 EpochCallback = Callable[[int, dict], None]
 """A plain function called after each epoch's checkpoint with (epoch, metrics row); may raise to stop."""
@@ -57,7 +60,10 @@ def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
 
 
 class Callback:
-    """Hooks into Trainer.fit; override what is needed. A callback with a `name` keeps state_dict() in checkpoints."""
+    """Hooks into Trainer.fit; override what is needed. A callback with a `name` keeps state_dict() in checkpoints.
+
+    In a job of several ranks, callbacks run on rank 0 only (they write the run folder).
+    """
 
     name: str = ""
 
@@ -124,10 +130,25 @@ class Trainer:
         # --precision and --compile act on a Trainable's loss; the GAN's own step stays float32, eager.
         self.precision = "32" if self.adversarial else fastpath.precision_of(self.cfg)
         self.scaler = fastpath.grad_scaler(self.device, self.precision)
+        self.world = distributed.world()
+        self.extra.setdefault("world_size", self.world.size)
+        loss = None if self.adversarial else self.model.loss
+        if self.world.size > 1 and not self.adversarial:
+            # DDP all-reduces the gradients bucket by bucket while backward still runs; the model
+            # itself is untouched (its state_dict keeps its own keys).
+            loss = torch.nn.parallel.DistributedDataParallel(
+                _LossOf(self.model),
+                device_ids=[torch.cuda.current_device()] if self.device.type == "cuda" else None,
+            )
+        elif self.world.size > 1:
+            # The adversarial step toggles requires_grad and steps two optimisers, which DDP's reducer
+            # does not allow: its gradients are averaged just before each optimiser step instead.
+            for opt in self.optimizers.values():
+                opt.register_step_pre_hook(_average_before_step)
         self.loss_fn = (
             None
-            if self.adversarial
-            else fastpath.compiled(self.model.loss, bool(getattr(self.cfg, "compile", False)))
+            if loss is None
+            else fastpath.compiled(loss, bool(getattr(self.cfg, "compile", False)))
         )
         self.shuffle_gen = torch.Generator().manual_seed(self.cfg.seed)
         self.base_lrs = {k: [g["lr"] for g in o.param_groups] for k, o in self.optimizers.items()}
@@ -163,6 +184,12 @@ class Trainer:
         for k, o in self.optimizers.items():
             o.load_state_dict(opts[k])
         self.epoch = int(payload["epoch"])
+        was = int(payload.get("world_size", 1))
+        if was != self.world.size:
+            ui.info(
+                f"resuming with {self.world.size} rank{'s' if self.world.size > 1 else ''} (the run trained on "
+                f"{was}); the global batch stays {self.cfg.batch_size}, so the schedule and shuffling carry on as before"
+            )
         self.history = list(payload.get("history", []))
         self.best_val = float(payload.get("best_val", math.inf))
         if self.scaler is not None and "scaler" in payload:
@@ -184,7 +211,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     def save(self, name: str) -> None:
-        if self.ckpt_dir is not None:
+        if self.ckpt_dir is not None and self.world.is_main:
             save_checkpoint(self.ckpt_dir / name, self.state())
 
     # ------------------------------------------------------------------ loops
@@ -195,13 +222,34 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         sums: dict[str, torch.Tensor] = {}
+        seen = 0
         for x, y in data.batches(batch_size or max(self.cfg.batch_size, 1024)):
-            with fastpath.autocast(self.device, self.precision):
-                out = self.model.loss(x, y)
+            # Each rank scores its rows of the batch; the sums are all-reduced below.
+            n_global = len(x)
+            part = distributed.shard(n_global)
+            x, y = x[part], y[part]
+            if not len(x):
+                continue
+            distributed.set_global_rows(n_global)  # a sampled loss (the VAE's) draws as one process
+            try:
+                with fastpath.autocast(self.device, self.precision):
+                    out = self.model.loss(x, y)
+            finally:
+                distributed.set_global_rows(None)
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float() * len(x)
+            seen += len(x)
         self.model.train(was_training)
-        return {k: float(v) / len(data) for k, v in sums.items()}
+        return self._reduced(sums, seen)
+
+    def _reduced(self, sums: dict[str, torch.Tensor], weight: float) -> dict[str, float]:
+        """sums / weight, both summed over the ranks first (every rank gets the same numbers)."""
+        keys = list(sums)  # the same order on every rank: the model's own
+        packed = torch.tensor([float(sums[k]) for k in keys] + [float(weight)], dtype=torch.float64)
+        if self.world.size > 1:
+            packed = distributed.all_sum(packed.to(self.device)).cpu()
+        total = max(float(packed[-1]), 1e-12)
+        return {k: float(packed[i]) / total for i, k in enumerate(keys)}
 
     def fit(self) -> list[dict]:
         """Train from the current epoch up to cfg.epochs; returns the per-epoch history."""
@@ -218,6 +266,18 @@ class Trainer:
                     t0 = time.perf_counter()
                     means, seen, step = self._train_epoch(epoch, step, n_batches, bar, t0)
                     self._end_epoch(epoch, means, seen, time.perf_counter() - t0, bar)
+                except RuntimeError as e:  # a collective whose peer rank went away
+                    err = distributed.link_error(e)
+                    if err is None:
+                        raise
+                    hint = (
+                        f" Resume with: {self.resume_command} {self.ckpt_dir.parent}"
+                        if self.ckpt_dir
+                        else ""
+                    )
+                    raise DistributedError(
+                        f"{err} during epoch {epoch}; {self._kept()}{hint}"
+                    ) from None
                 except (
                     KeyboardInterrupt
                 ):  # the checkpoint is written atomically: it is the last finished epoch's
@@ -240,7 +300,13 @@ class Trainer:
         total = n_batches * self.cfg.epochs
         for i, (x, y) in enumerate(self.train_data.batches(self.cfg.batch_size, self.shuffle_gen)):
             self._schedule(step, total)
-            out = self._step(x, y)
+            n_global = len(x)
+            if n_global < self.world.size:  # a last batch too small to give every rank a row
+                step += 1
+                continue
+            part = distributed.shard(n_global)  # this rank's rows of the global batch
+            x, y = x[part], y[part]
+            out = self._step(x, y, n_global)
             seen += len(x)
             step += 1
             # A Trainable's numbers are means per image; an adversarial step's are averaged per step,
@@ -253,22 +319,44 @@ class Trainer:
                 self._check_finite(out, epoch, i + 1)
                 main, rest = self._shown(out)
                 bar.update(i + 1, main, seen / max(time.perf_counter() - t0, 1e-9), extra=rest)
-            for cb in self.callbacks:
-                cb.on_step(self, step, out)
+            for cb in self._callbacks():
+                with self.rng_kept():
+                    cb.on_step(self, step, out)
+        if self.world.size > 1:
+            means = self._reduced(sums, weight)
+            seen = int(distributed.all_sum(torch.tensor(float(seen), device=self.device)))
+            return means, seen, step
         return {k: float(v) / max(weight, 1) for k, v in sums.items()}, seen, step
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _step(self, x: torch.Tensor, y: torch.Tensor, n_global: int) -> dict[str, torch.Tensor]:
+        # The model's per-image noise is drawn for the global batch and sliced (distributed.draw_rows).
+        distributed.set_global_rows(n_global)
+        try:
+            return self._model_step(x, y, n_global)
+        finally:
+            distributed.set_global_rows(None)
+
+    def _model_step(
+        self, x: torch.Tensor, y: torch.Tensor, n_global: int
+    ) -> dict[str, torch.Tensor]:
         if self.adversarial:
             return self.model.train_step(x, y, self.optimizers)
         with fastpath.autocast(self.device, self.precision):
             out = self.loss_fn(x, y)
         opt = self.optimizers["model"]
         opt.zero_grad(set_to_none=True)
+        # DDP averages gradients over ranks; weighting each rank's mean by its share of the global
+        # batch makes that average the gradient of the global batch's mean, as in one process.
+        loss = (
+            out["loss"] * (len(x) * self.world.size / n_global)
+            if self.world.size > 1
+            else out["loss"]
+        )
         if self.scaler is None:
-            out["loss"].backward()
+            loss.backward()
             opt.step()
         else:  # float16: the loss scaled up so small gradients survive; steps that overflow are skipped
-            self.scaler.scale(out["loss"]).backward()
+            self.scaler.scale(loss).backward()
             self.scaler.step(opt)
             self.scaler.update()
         return out
@@ -285,8 +373,9 @@ class Trainer:
                 raise TrainingDiverged(
                     f"the validation loss became {row['val_loss']} at epoch {epoch}; {self._kept()} Try a lower --lr"
                 )
-        for cb in self.callbacks:
-            cb.on_epoch(self, row)
+        for cb in self._callbacks():
+            with self.rng_kept():
+                cb.on_epoch(self, row)
         row["time_s"] = train_time
         row["images_per_s"] = seen / max(train_time, 1e-9)
         # The in-memory state advances only together with the checkpoint, so an interrupt leaves both at the same epoch.
@@ -299,8 +388,19 @@ class Trainer:
         if is_best:
             self.save("best.pt")
         bar.end_epoch(row)
-        for cb in self.callbacks:
-            cb.on_saved(self, row)
+        for cb in self._callbacks():
+            with self.rng_kept():
+                cb.on_saved(self, row)
+
+    def rng_kept(self):
+        """Callbacks draw (a DAE's figure noise) without moving training's random stream: the ranks
+        that run none stay in step with rank 0, and a figure never changes the weights."""
+        cuda = [torch.cuda.current_device()] if self.device.type == "cuda" else []
+        return torch.random.fork_rng(devices=cuda)
+
+    def _callbacks(self) -> list[Callback]:
+        """The callbacks this rank runs: all of them on rank 0 (or alone), none on the others."""
+        return self.callbacks if self.world.is_main else []
 
     def _check_finite(self, out: dict[str, torch.Tensor], epoch: int, batch: int) -> None:
         bad = {k: float(v.detach()) for k, v in out.items() if not math.isfinite(float(v.detach()))}
@@ -335,3 +435,18 @@ class Trainer:
         return (
             f"the last good checkpoint (epoch {self.epoch}) is kept in {self.ckpt_dir / 'last.pt'}."
         )
+
+
+class _LossOf(torch.nn.Module):
+    """A Trainable seen as a module whose forward is its loss, so DDP's hooks wrap the whole step."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.loss(x, y)
+
+
+def _average_before_step(opt: torch.optim.Optimizer, args, kwargs) -> None:
+    distributed.average_gradients(p for g in opt.param_groups for p in g["params"])

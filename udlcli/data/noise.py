@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 
 from udlcli.config import Strict
+from udlcli.core import distributed
 
 NoiseKind = Literal["none", "gaussian", "saltpepper", "both", "mix"]
 EVAL_KINDS: tuple[str, ...] = ("none", "gaussian", "saltpepper", "both")
@@ -40,9 +41,14 @@ def _draw(
     fn, shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
     """rand/randn of `shape` from the generator's device (or x's for the global RNG), moved to x's device."""
+    # Per-row noise that N data-parallel ranks draw as one process would (distributed.draw_rows).
     if generator is None:
-        return fn(shape, device=x.device, dtype=x.dtype)
-    return fn(shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+        return distributed.draw_rows(fn, shape, x.device, x.dtype)
+
+    def seeded(size, device, dtype):
+        return fn(size, generator=generator, device=device, dtype=dtype)
+
+    return distributed.draw_rows(seeded, shape, generator.device, x.dtype).to(x.device)
 
 
 def _pixel_scale(std, x: torch.Tensor):

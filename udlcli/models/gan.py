@@ -24,6 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from udlcli.config import MNIST_SHAPE, Strict
+from udlcli.core import distributed
 from udlcli.models.dcgan import build_dcgan
 
 
@@ -161,7 +162,7 @@ class GAN(nn.Module):
         real_target = torch.full((b,), 1.0 - self.label_smoothing, device=dev)
         ones, zeros = torch.ones(b, device=dev), torch.zeros(b, device=dev)
         for _ in range(self.d_steps):
-            fake = self.G(torch.randn(b, self.noise_dim, device=dev)).detach()
+            fake = self.G(distributed.draw_rows(torch.randn, (b, self.noise_dim), dev)).detach()
             d_real, d_fake = self.D(real), self.D(fake)  # logits (B,)
             loss_d = F.binary_cross_entropy_with_logits(
                 d_real, real_target
@@ -171,7 +172,7 @@ class GAN(nn.Module):
             optimizers["d"].step()
         self.D.requires_grad_(False)  # the G step needs gradients through D, not for D's weights
         loss_g = F.binary_cross_entropy_with_logits(
-            self.D(self.G(torch.randn(b, self.noise_dim, device=dev))), ones
+            self.D(self.G(distributed.draw_rows(torch.randn, (b, self.noise_dim), dev))), ones
         )
         optimizers["g"].zero_grad(set_to_none=True)
         loss_g.backward()

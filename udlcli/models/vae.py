@@ -24,6 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from udlcli.config import Strict
+from udlcli.core import distributed
 from udlcli.models.ae import (
     HIDDEN,
     MNIST_SHAPE,
@@ -120,9 +121,8 @@ class ConvVAE(nn.Module):
         Monte-Carlo estimates of the negative ELBO, not the optimistic decode(mu) error.
         """
         mu, logvar = self.posterior(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(
-            mu
-        )  # (B, d), differentiable in mu and sigma
+        eps = distributed.draw_rows(torch.randn, tuple(mu.shape), mu.device, mu.dtype)
+        z = mu + torch.exp(0.5 * logvar) * eps  # (B, d), differentiable in mu and sigma
         logits = self.decode_logits(z)
         if self.recon == "bce":
             # With logits the cross-entropy stays exact where the sigmoid saturates.
