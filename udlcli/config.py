@@ -114,6 +114,10 @@ class TrainConfig(Strict):
     """Autocast of the forward pass and loss: 32 (none), bf16, or 16-mixed (float16 with loss scaling); see core/fastpath.py."""
     compile: bool = False
     """Run the model's forward and loss through torch.compile (the first batches compile)."""
+    track: Literal["none", "tensorboard", "mlflow"] = "none"
+    """Log the run to a tracker as well as its folder (core/tracking.py); an optional extra."""
+    mlflow_uri: Optional[str] = None
+    """With track: mlflow, where runs go (sqlite:///mlruns.db, a folder, http://host:port); None: MLflow's default."""
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -132,6 +132,12 @@ def _chrome(table) -> int:
     return max(len(line) for line in c.file.getvalue().splitlines()) - len(table.columns)
 
 
+def raw(text: str) -> None:
+    """Write text to the console's stream untouched, tabs included (rich would expand them): TSV for pipes."""
+    console.file.write(text)
+    console.file.flush()
+
+
 def plain(text: str) -> None:
     """Write text exactly as it is (no markup, highlighting or wrapping): YAML and JSON that other programs read."""
     console.out(text, end="", highlight=False)

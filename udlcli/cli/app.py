@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -12,10 +13,12 @@ from udlcli import __version__
 from udlcli.cli import denoise as denoise_cmd
 from udlcli.cli import embed as embed_cmd
 from udlcli.cli import evaluate as evaluate_cmd
+from udlcli.cli import export as export_cmd
 from udlcli.cli import finetune as finetune_cmd
 from udlcli.cli import gan as gan_cmd
 from udlcli.cli import helptext
 from udlcli.cli import reproduce as reproduce_cmd
+from udlcli.cli import runs as runs_cmd
 from udlcli.cli import sample as sample_cmd
 from udlcli.cli import train as train_cmd
 from udlcli.cli import tune as tune_cmd
@@ -98,6 +101,11 @@ app.command(
     short_help="Run the report's whole study and write its report.",
 )(reproduce_cmd.reproduce)
 
+app.add_typer(runs_cmd.app, name="runs", short_help="List the runs under runs/ and compare them.")
+app.command("export", short_help="Export a model: safetensors or ONNX, with a model card.")(
+    export_cmd.export
+)
+
 
 def _version(value: bool) -> None:
     if value:
@@ -107,6 +115,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         Optional[bool],
         typer.Option(
@@ -115,7 +124,30 @@ def _root(
     ] = None,
 ) -> None:
     """udl: unsupervised deep learning on image data."""
+    # torchrun's environment, read without importing torch (help and errors stay fast)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and ctx.invoked_subcommand not in RANKED:
+        from udlcli.cli.common import error
+
+        raise error(
+            f"udl {ctx.invoked_subcommand} runs in one process; torchrun (or --devices) is for "
+            f"{', '.join(RANKED)} (udl tune spreads trials with --n-jobs instead)",
+            2,
+        )
+
+
+RANKED = ("train", "denoise", "finetune", "gan")
+"""The commands that train data-parallel as ranks of a torchrun job."""
 
 
 def main() -> None:
-    app()
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        app()
+        return
+    from udlcli.core import distributed
+
+    try:  # one rank of several: its exit leaves the process group first (distributed.exit_rank)
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    distributed.exit_rank(code)

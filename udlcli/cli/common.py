@@ -57,6 +57,91 @@ DeviceOpt = Annotated[
 ]
 
 
+DevicesOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--devices",
+        help="Train on N data-parallel ranks (DDP) launched here by torchrun's elastic launcher: N GPUs "
+        "(NCCL), or N CPU processes (gloo) without a GPU or with --device cpu. --batch-size stays the "
+        "global batch. Several machines: torchrun -m udlcli (docs/distributed.md).",
+        rich_help_panel="Run",
+        min=1,
+    ),
+]
+PortOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--port",
+        help="With --devices: the rendezvous port on this machine (default: a free one).",
+        rich_help_panel="Run",
+        min=1,
+        max=65535,
+    ),
+]
+
+
+TrackOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--track",
+        metavar="none|tensorboard|mlflow",
+        help="Log the run to a tracker too: tensorboard (event files in the run folder) or mlflow "
+        "(pip install 'udlcli[tensorboard]' / 'udlcli[mlflow]'). Default none.",
+        rich_help_panel="Run",
+    ),
+]
+MlflowUriOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mlflow-uri",
+        help="With --track mlflow: the tracking URI (sqlite:///mlruns.db, a folder, http://host:port); "
+        "default MLflow's own ($MLFLOW_TRACKING_URI, else ./mlruns).",
+        rich_help_panel="Run",
+    ),
+]
+
+
+def launch_ranks(devices: int | None, device: str | None, port: int | None, command: str) -> bool:
+    """--devices N: start N ranks of this very command and wait for them (True: they did the work).
+
+    The ranks get the same arguments without --devices/--port; torchrun's environment tells each one
+    its rank. One rank (--devices 1) is the plain run.
+    """
+    from udlcli.core import distributed
+
+    if devices is None:
+        if port is not None:
+            raise error("--port goes with --devices N (the rendezvous port of the ranks)", 2)
+        return False
+    if distributed.launched():
+        raise error(
+            "--devices: this process is already one rank of a torchrun job; drop --devices "
+            "(torchrun's --nproc-per-node sets the ranks)",
+            2,
+        )
+    with friendly_errors():
+        kind = distributed.plan_devices(devices, device)  # --devices 3 on 2 GPUs: refused even as 1
+        if devices == 1 and port is None:
+            return False
+        del kind
+        distributed.launch(
+            _without_launch_flags(sys.argv[1:]), devices, device, port, f"udl {command} --resume"
+        )
+    return True
+
+
+def _without_launch_flags(args: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("--devices", "--port"):
+            skip = True
+        elif not a.startswith(("--devices=", "--port=")):
+            out.append(a)
+    return out
+
+
 def config_option(what: str):
     """The --config/-c option of a command whose spec file holds `what` (its help text)."""
     return Annotated[Optional[Path], typer.Option("--config", "-c", help=f"YAML {what}.")]
@@ -155,6 +240,11 @@ def command_line() -> str:
 
 
 def error(msg: str, code: int = 1) -> typer.Exit:
+    if os.environ.get("WORLD_SIZE", "1") != "1":  # one rank of several (checked without torch)
+        from udlcli.core import distributed
+
+        if distributed.record_error(msg):  # the launcher (or rank 0) says it once for the job
+            return typer.Exit(code)
     err_console.print(
         f"[bold red]error:[/] {escape(msg)}", soft_wrap=True
     )  # one line, however long

@@ -14,15 +14,21 @@ from udlcli.cli.common import (
     DataDirOpt,
     DatasetOpt,
     DeviceOpt,
+    DevicesOpt,
     FlagTable,
     ImageSizeOpt,
     LatentDimOpt,
     LimitOpt,
+    MlflowUriOpt,
+    PortOpt,
     QuietOpt,
     SeedOpt,
+    TrackOpt,
     command_line,
     config_option,
+    error,
     friendly_errors,
+    launch_ranks,
     set_option,
     setup,
 )
@@ -42,6 +48,8 @@ FLAGS = FlagTable(
     batch_size="train.batch_size",
     lr="train.lr",
     device="train.device",
+    track="train.track",
+    mlflow_uri="train.mlflow_uri",
     seed="train.seed",
     dataset="data.dataset",
     image_size="data.image_size",
@@ -178,12 +186,20 @@ def denoise(
     ] = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
+    devices: DevicesOpt = None,
+    port: PortOpt = None,
+    track: TrackOpt = None,
+    mlflow_uri: MlflowUriOpt = None,
     seed: SeedOpt = None,  # with --eval: the seed of the test noise
     quiet: QuietOpt = False,
 ) -> None:
     """Train a denoising AE and measure it in PSNR/SSIM (runs/denoise/<name>/), evaluate one, or clean your images."""
     everything = dict(locals())
     setup(quiet)
+    if devices and (eval_ or input_):
+        raise error("--devices trains on several ranks; --eval and --input run in one process", 2)
+    if launch_ranks(devices, device, port, "denoise"):
+        return
     with friendly_errors():
         from udlcli.errors import SpecError
         from udlcli.tasks import denoise as engine

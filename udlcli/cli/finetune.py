@@ -13,15 +13,21 @@ from udlcli.cli.common import (
     ColorOpt,
     DataDirOpt,
     DeviceOpt,
+    DevicesOpt,
     FlagTable,
     ImageSizeOpt,
+    MlflowUriOpt,
     NameOpt,
     OutOpt,
+    PortOpt,
     QuietOpt,
     SeedOpt,
+    TrackOpt,
     command_line,
     config_option,
+    error,
     friendly_errors,
+    launch_ranks,
     set_option,
     setup,
 )
@@ -47,6 +53,8 @@ FLAGS = FlagTable(
     weight_decay="train.weight_decay",
     optimizer="train.optimizer",
     device="train.device",
+    track="train.track",
+    mlflow_uri="train.mlflow_uri",
     seed="train.seed",
     dataset="data.dataset",
     image_size="data.image_size",
@@ -197,12 +205,20 @@ def finetune(
     name: NameOpt = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
+    devices: DevicesOpt = None,
+    port: PortOpt = None,
+    track: TrackOpt = None,
+    mlflow_uri: MlflowUriOpt = None,
     seed: SeedOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train the report's classifier on a trained AE's encoder, with linear-probe and 5-NN baselines; or classify images (--predict)."""
     given = dict(locals())
     setup(quiet or json_)
+    if devices and predict:
+        raise error("--devices trains on several ranks; --predict runs in one process", 2)
+    if launch_ranks(devices, device, port, "finetune"):
+        return
     with friendly_errors():
         from udlcli.errors import SpecError
         from udlcli.tasks import finetune as engine

@@ -13,16 +13,21 @@ from udlcli.cli.common import (
     DataDirOpt,
     DatasetOpt,
     DeviceOpt,
+    DevicesOpt,
     FlagTable,
     ImageSizeOpt,
     LimitOpt,
+    MlflowUriOpt,
     NameOpt,
     OutOpt,
+    PortOpt,
     QuietOpt,
     SeedOpt,
+    TrackOpt,
     command_line,
     config_option,
     friendly_errors,
+    launch_ranks,
     set_option,
     setup,
 )
@@ -37,6 +42,8 @@ FLAGS = FlagTable(
     d_steps="train.d_steps",
     label_smoothing="train.label_smoothing",
     device="train.device",
+    track="train.track",
+    mlflow_uri="train.mlflow_uri",
     seed="train.seed",
     arch="model.arch",
     noise_dim="model.noise_dim",
@@ -106,12 +113,18 @@ def gan(
     name: NameOpt = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
+    devices: DevicesOpt = None,
+    port: PortOpt = None,
+    track: TrackOpt = None,
+    mlflow_uri: MlflowUriOpt = None,
     seed: SeedOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train the report's GAN and write runs/gan/<name>/ (samples/progress.gif, figures/losses.png, summary.json)."""
     given = dict(locals())
     setup(quiet)
+    if launch_ranks(devices, device, port, "gan"):
+        return
     with friendly_errors():
         from udlcli.core.lifecycle import RunOptions
         from udlcli.tasks import gan as engine

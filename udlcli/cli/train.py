@@ -15,18 +15,23 @@ from udlcli.cli.common import (
     DataDirOpt,
     DatasetOpt,
     DeviceOpt,
+    DevicesOpt,
     FlagTable,
     ImageSizeOpt,
     LatentDimOpt,
     LimitOpt,
+    MlflowUriOpt,
     NameOpt,
     OutOpt,
+    PortOpt,
     PrecisionOpt,
     QuietOpt,
     SeedOpt,
+    TrackOpt,
     command_line,
     config_option,
     friendly_errors,
+    launch_ranks,
     set_option,
     setup,
 )
@@ -42,6 +47,8 @@ FLAGS = FlagTable(
     weight_decay="train.weight_decay",
     optimizer="train.optimizer",
     device="train.device",
+    track="train.track",
+    mlflow_uri="train.mlflow_uri",
     precision="train.precision",
     compile="train.compile",
     seed="train.seed",
@@ -114,6 +121,10 @@ def train(
     name: NameOpt = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
+    devices: DevicesOpt = None,
+    port: PortOpt = None,
+    track: TrackOpt = None,
+    mlflow_uri: MlflowUriOpt = None,
     precision: PrecisionOpt = None,
     compile: CompileOpt = None,
     seed: SeedOpt = None,
@@ -122,6 +133,8 @@ def train(
     """Train a model and write runs/<model>/<name>/ (weights, metrics.csv, summary.json, figures/)."""
     given = dict(locals())
     setup(quiet)
+    if launch_ranks(devices, device, port, "train"):
+        return
     with friendly_errors():
         from udlcli.tasks import train as engine
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from udlcli import ui
-from udlcli.core import fastpath, runs
+from udlcli.core import distributed, fastpath, runs, tracking
 from udlcli.core.checkpoint import load_checkpoint
 from udlcli.core.device import describe, resolve_device
 from udlcli.core.trainer import Callback
@@ -74,8 +74,11 @@ def setup(
     data section gets the images' shape and normalisation (computed from the training split unless
     set), so spec.yaml records them and every model, plot and metric reads them from there.
     """
-    dev = resolve_device(train_cfg.device)
+    dev = distributed.init(
+        resolve_device(train_cfg.device)
+    )  # a no-op unless torchrun started ranks
     fastpath.check(train_cfg, dev)
+    tracking.check(train_cfg)  # the tracker's package and URI, before any folder exists
     if data is None:
         return dev, load_configured(data_cfg)
     fit_config(data_cfg, data)
@@ -121,10 +124,13 @@ def new_run(
     data: ImageDataset,
     subdirs: tuple[str, ...] = (runs.WEIGHTS, "figures"),
 ) -> Path:
-    """Create runs/<task>/<name>/ (never over an existing one) and write its spec.yaml."""
-    run_dir = runs.new_run_dir(opts.out, task, opts.name, subdirs)
-    runs.write_spec(run_dir, spec, meta(opts, device, data))
-    return run_dir
+    """Create runs/<task>/<name>/ (never over an existing one) and write its spec.yaml; in a job of
+    several ranks rank 0 creates it and every rank gets its path."""
+    run_dir = None
+    if distributed.world().is_main:
+        run_dir = runs.new_run_dir(opts.out, task, opts.name, subdirs)
+        runs.write_spec(run_dir, spec, meta(opts, device, data))
+    return distributed.share_path(run_dir)
 
 
 class MetricsCSV(Callback):
@@ -135,6 +141,25 @@ class MetricsCSV(Callback):
 
     def on_saved(self, trainer, row: dict) -> None:
         runs.write_metrics(self.run_dir, trainer.history)
+
+
+def trackers(train_cfg, run_dir: Path, spec: dict) -> list[Callback]:
+    """The run's tracker callback (--track), or none: a list to splice into a Trainer's callbacks."""
+    t = tracking.tracker_for(train_cfg, run_dir, spec)
+    return [t] if t is not None else []
+
+
+def finish_tracking(trainer, summary: dict, status: str = "finished") -> None:
+    """Log the summary and figures to the run's tracker, if it has one (rank 0: the others have none left)."""
+    for cb in trainer.callbacks:
+        if isinstance(cb, tracking.Tracker) and trainer.world.is_main:
+            cb.finish(summary, status)
+
+
+def write_metrics(run_dir: Path, history: list[dict]) -> None:
+    """metrics.csv of a resumed run's history, by rank 0 alone."""
+    if distributed.world().is_main:
+        runs.write_metrics(run_dir, history)
 
 
 def data_line(data: ImageDataset) -> str:

@@ -22,7 +22,7 @@ import torch
 
 from udlcli import config, ui
 from udlcli.config import TrainConfig
-from udlcli.core import lifecycle, runs
+from udlcli.core import distributed, lifecycle, runs
 from udlcli.core.checkpoint import load_checkpoint
 from udlcli.core.device import describe
 from udlcli.core.lifecycle import RunOptions, TrainResult
@@ -201,7 +201,8 @@ def finetune(spec: FinetuneSpec, opts: RunOptions | None = None, data=None) -> F
         f"[bold]classifier[/] on the {enc} encoder of [cyan]{prep.ae.run_dir}[/]; {lifecycle.data_line(prep.data)}; "
         f"device {describe(prep.device)}; run folder [cyan]{run_dir}[/]"
     )
-    base = baselines(prep, run_dir) if prep.spec.finetune.baselines else {}
+    main = distributed.world().is_main  # rank 0 alone scores the baselines into the run folder
+    base = baselines(prep, run_dir) if prep.spec.finetune.baselines and main else {}
     return _run(run_dir, prep, base, payload=None)
 
 
@@ -229,23 +230,32 @@ def resume(
 
 
 def _run(run_dir: Path, prep: Prepared, base: dict, payload: dict | None) -> FinetuneResult:
+    callbacks = [
+        lifecycle.MetricsCSV(run_dir),
+        *lifecycle.trackers(prep.run_spec.train, run_dir, prep.spec.model_dump(mode="json")),
+    ]
     trainer = make_trainer(
-        prep, run_dir / runs.WEIGHTS, payload=payload, extra={"ae_run": prep.spec.finetune.ae}
+        prep,
+        run_dir / runs.WEIGHTS,
+        callbacks,
+        payload=payload,
+        extra={"ae_run": prep.spec.finetune.ae},
     )
-    trainer.callbacks.append(lifecycle.MetricsCSV(run_dir))
     if payload is not None:
-        runs.write_metrics(run_dir, trainer.history)
+        lifecycle.write_metrics(run_dir, trainer.history)
     t0 = time.perf_counter()
     trainer.fit()
     wall = time.perf_counter() - t0
-    # Final evaluation uses the best checkpoint (lowest validation cross-entropy).
+    # Final evaluation uses the best checkpoint (lowest validation cross-entropy), written by rank 0.
+    distributed.barrier()
     best = load_checkpoint(run_dir / runs.WEIGHTS / "best.pt")
     model = classifier_of(trainer)
     model.load_state_dict(best["model"])
     test = prep.data.test.to(prep.device)
-    test_metrics = trainer.evaluate(
+    test_metrics = trainer.evaluate(  # all-reduced over the ranks
         FeatureSplit.encode(model, test) if isinstance(trainer.model, FeatureHead) else test
     )
+    distributed.rest_on_main()
     pred = predict_classes(model, test)
     true = test.y.cpu().numpy()
     classes = prep.data.classes
@@ -271,4 +281,5 @@ def _run(run_dir: Path, prep: Prepared, base: dict, payload: dict | None) -> Fin
     }
     write_figures(run_dir, history, test, true, pred, classes)
     runs.write_json(run_dir / "summary.json", summary)
+    lifecycle.finish_tracking(trainer, summary)
     return FinetuneResult(run_dir, summary, history, classes)

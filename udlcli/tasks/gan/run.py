@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from udlcli import config, ui
-from udlcli.core import lifecycle, runs
+from udlcli.core import distributed, lifecycle, runs
 from udlcli.core.device import describe
 from udlcli.core.lifecycle import RunOptions, TrainResult
 from udlcli.core.trainer import Callback, Trainer
@@ -144,7 +144,8 @@ def train_gan(
         f"[bold]gan[/] ({spec.model.arch}): data {data.name} ({len(data.train):,} train images); device {describe(device)}; run folder [cyan]{run_dir}[/]"
     )
     trainer, fixed = _trainer(spec, data, device, run_dir)
-    fixed.save(fixed.draw(trainer.model), 0)  # the untrained G: noise
+    if trainer.world.is_main:
+        fixed.save(fixed.draw(trainer.model), 0)  # the untrained G: noise
     return _fit(trainer, spec, data, device)
 
 
@@ -215,7 +216,13 @@ def _trainer(
         device,
         ckpt_dir=run_dir / runs.WEIGHTS,
         extra={"kind": TASK, "spec": spec_dict(spec), "data": data.info()},
-        callbacks=[IterationLog(), fixed, FailureWatch(spec.checks), lifecycle.MetricsCSV(run_dir)],
+        callbacks=[
+            IterationLog(),
+            fixed,
+            FailureWatch(spec.checks),
+            lifecycle.MetricsCSV(run_dir),
+            *lifecycle.trackers(spec.train, run_dir, spec_dict(spec)),
+        ],
         label="gan",
         resume_command="udl gan --resume",
     )
@@ -228,7 +235,7 @@ def _fit(trainer: Trainer, spec: GanSpec, data: ImageDataset, device: torch.devi
     watch = next(cb for cb in trainer.callbacks if isinstance(cb, FailureWatch))
 
     def finish(status: str) -> dict:
-        return out.write_outputs(
+        summary = out.write_outputs(
             run_dir,
             spec,
             trainer.model,
@@ -241,11 +248,15 @@ def _fit(trainer: Trainer, spec: GanSpec, data: ImageDataset, device: torch.devi
             time.perf_counter() - t0,
             status,
         )
+        lifecycle.finish_tracking(trainer, summary, status)
+        return summary
 
     t0 = time.perf_counter()
     try:
         trainer.fit()
     except (Interrupted, TrainingDiverged) as e:
-        finish("interrupted" if isinstance(e, Interrupted) else "diverged")
+        if trainer.world.is_main:
+            finish("interrupted" if isinstance(e, Interrupted) else "diverged")
         raise
+    distributed.rest_on_main()  # the outputs are rank 0's
     return TrainResult(run_dir, finish("finished"), trainer.history)

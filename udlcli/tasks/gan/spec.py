@@ -33,6 +33,10 @@ class GanTrainConfig(Strict):
     """Size of the fixed noise batch whose samples are saved every epoch (samples/, progress.gif)."""
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    track: Literal["none", "tensorboard", "mlflow"] = "none"
+    """Log the run to a tracker as well as its folder (core/tracking.py); an optional extra."""
+    mlflow_uri: Optional[str] = None
+    """With track: mlflow, where runs go; None: MLflow's default ($MLFLOW_TRACKING_URI, else ./mlruns)."""
 
 
 class GanChecks(Strict):

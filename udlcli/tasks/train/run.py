@@ -9,7 +9,7 @@ import torch
 
 from udlcli import ui
 from udlcli.config import validate
-from udlcli.core import lifecycle, runs
+from udlcli.core import distributed, lifecycle, runs
 from udlcli.core.checkpoint import load_checkpoint
 from udlcli.core.contracts import Reconstructs
 from udlcli.core.device import describe
@@ -87,30 +87,38 @@ def _fit(
         device,
         ckpt_dir=run_dir / runs.WEIGHTS,
         extra={"kind": spec.model.name, "spec": spec_to_dict(spec), "data": data.info()},
-        callbacks=[lifecycle.MetricsCSV(run_dir), tracker],
+        callbacks=[
+            lifecycle.MetricsCSV(run_dir),
+            tracker,
+            *lifecycle.trackers(spec.train, run_dir, spec_to_dict(spec)),
+        ],
         label=spec.model.name,
         resume_command=lifecycle.RESUME.get(spec.model.name, "udl train --resume"),
     )
     if payload is not None:
         trainer.load_state(payload)
-        runs.write_metrics(run_dir, trainer.history)
-    else:
+        lifecycle.write_metrics(run_dir, trainer.history)
+    elif trainer.world.is_main:
         tracker.steps.add(0)
-        tracker.snapshot(0, model)  # step 0: the untrained network
+        with trainer.rng_kept():
+            tracker.snapshot(0, model)  # step 0: the untrained network
     t0 = time.perf_counter()
     history = trainer.fit()
     wall = time.perf_counter() - t0
 
-    # Final evaluation uses the best checkpoint (lowest validation loss).
+    # Final evaluation uses the best checkpoint (lowest validation loss), written by rank 0.
+    distributed.barrier()
     best = load_checkpoint(run_dir / runs.WEIGHTS / "best.pt")
     model.load_state_dict(best["model"])
+    test_metrics = trainer.evaluate(test)  # all-reduced over the ranks
+    distributed.rest_on_main()
     summary = {
         "model": spec.model.name,
         "status": "finished",
         "epochs": trainer.epoch,
         "best_epoch": int(best["epoch"]),
         "best_val_loss": trainer.best_val,
-        "test": trainer.evaluate(test),
+        "test": test_metrics,
         **lifecycle.timing(history, wall),
         "dataset": data.info(),
         "device": describe(device),
@@ -120,4 +128,5 @@ def _fit(
         summary["test_mse"] = reconstruction_mse(model, test)
     write_figures(run_dir, model, history, test, tracker)
     runs.write_json(run_dir / "summary.json", summary)
+    lifecycle.finish_tracking(trainer, summary)
     return TrainResult(run_dir, summary, history)

@@ -1,0 +1,55 @@
+"""The Python API: docs/api.md's example runs as written, and udlcli.load's outputs and errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import udlcli
+from udlcli.errors import CheckpointError, DataError, SpecError
+
+DOC = Path(__file__).parents[1] / "docs" / "api.md"
+
+
+def test_docs_example_runs(tmp_path, monkeypatch, capsys):
+    code = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, str(DOC), "exec"), {})
+    out = capsys.readouterr().out
+    assert "ae (1, 28, 28) (8, 7) (16, 1, 28, 28)" in out
+    assert (tmp_path / "runs/ae/api-example/weights/best.pt").is_file()
+
+
+def test_load_matches_the_run(latent_runs):
+    model = udlcli.load(latent_runs["ae"])
+    assert (model.kind, model.shape) == ("ae", (1, 28, 28))
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 28, 28)
+    net = model.module
+    with torch.no_grad():
+        assert torch.allclose(model.reconstruct(x), net.reconstruct(x).clamp(0, 1))
+        assert torch.allclose(model.encode(x), net.encode(x))
+    # uint8 and NumPy (B, H, W) images are the same images
+    as_bytes = (x * 255).round().to(torch.uint8)
+    assert torch.allclose(
+        model.encode(as_bytes.numpy()[:, 0]), model.encode(as_bytes.float() / 255)
+    )
+    vae = udlcli.load(latent_runs["vae"])
+    a, b = vae.sample(6, seed=1), vae.sample(6, seed=1)
+    assert a.shape == (6, 1, 28, 28) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
+
+
+def test_load_errors_are_one_line(latent_runs, tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint|not a run|no such"):
+        udlcli.load(tmp_path)
+    model = udlcli.load(latent_runs["ae"])
+    with pytest.raises(DataError, match=r"images of shape \(2, 3, 32, 32\): this ae run takes"):
+        model.encode(np.zeros((2, 3, 32, 32), np.float32))
+    with pytest.raises(SpecError, match="has no classify"):
+        model.classify(torch.zeros(1, 1, 28, 28))
+    with pytest.raises(SpecError, match="udlcli.train: give a RunSpec"):
+        udlcli.train(42)
