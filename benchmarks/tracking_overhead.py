@@ -52,14 +52,20 @@ def main() -> None:
             "mlflow": ["--track", "mlflow", "--mlflow-uri", uri],
         }
         results: dict[str, list[tuple[float, float]]] = {k: [] for k in configs}
+        names = list(configs)
         for i in range(a.repeats):
-            for k, extra in configs.items():
-                results[k].append(run([*base, *extra], Path(tmp), f"{k}{i}"))
+            # The order rotates each round, so no configuration always runs first (this 2-core VM's
+            # speed drifts by 10-20% from run to run; see docs/tracking.md).
+            for k in names[i % len(names) :] + names[: i % len(names)]:
+                results[k].append(run([*base, *configs[k]], Path(tmp), f"{k}{i}"))
     ref = statistics.median(r[0] for r in results["none"])
     for k, rs in results.items():
         ips = statistics.median(r[0] for r in rs)
         wall = statistics.median(r[1] for r in rs)
-        print(f"{k:<12} {ips:8,.0f} images/s  {ips / ref:5.3f}x of none   wall {wall:5.1f} s")
+        each = ", ".join(f"{r[0]:,.0f}" for r in rs)
+        print(
+            f"{k:<12} {ips:8,.0f} images/s  {ips / ref:5.3f}x of none   wall {wall:5.1f} s   (runs: {each})"
+        )
 
 
 if __name__ == "__main__":

@@ -105,3 +105,53 @@ def test_a_missing_tracker_names_its_extra(runner, tmp_path, monkeypatch):
         "--track mlflow needs the mlflow package: pip install 'udlcli[mlflow]'" in one_error_line(r)
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_tune_logs_a_parent_run_and_a_child_per_trial(runs, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from udlcli.tasks.tune import run as tune
+
+    search = tmp_path / "tiny.yaml"
+    search.write_text("search:\n  channels: [4, 4]\n  latent_dim: [2, 4]\n")
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    flags = {"data.dataset": "mnist-sample", "data.limit": 200}
+    flags |= {"train.track": "mlflow", "train.mlflow_uri": uri}
+    opts = tune.TuneOptions(objective="ae", trials=3, max_epochs=2, out=runs)
+    result = tune.tune(opts, str(search), flags)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("tune").experiment_id
+    everything = client.search_runs([exp])
+    (parent,) = [r for r in everything if "mlflow.parentRunId" not in r.data.tags]
+    children = [
+        r for r in everything if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    ]
+    assert parent.info.run_name == "ae-study" and parent.info.status == "FINISHED"
+    assert len(children) == 3
+    assert {r.data.tags["optuna.state"] for r in children} <= {"COMPLETE", "PRUNED"}
+    best = min(r.data.metrics["objective"] for r in children if "objective" in r.data.metrics)
+    assert best == pytest.approx(result.summary["best"]["value"])
+    assert parent.data.metrics["summary.best.value"] == pytest.approx(best)
+    assert all("latent_dim" in r.data.params for r in children)
+    assert len(client.get_metric_history(children[0].info.run_id, "val_loss")) >= 1
+
+
+def test_reproduce_tracks_every_step_that_trains(runner, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "name: tracked\ndata: {dataset: mnist-sample}\nsteps:\n  train_ae:\n    run: train ae\n"
+        "    spec: {data: {limit: 300}, model: {channels: 4}, train: {epochs: 1}}\nprofiles: {quick: {}}\n"
+    )
+    out = tmp_path / "runs"
+    r = runner.invoke(
+        app, ["reproduce", str(study), "--out", str(out), "-q", "--track", "tensorboard"]
+    )
+    assert r.exit_code == 0, r.output
+    (events,) = list(out.glob("report/tracked/steps/**/tensorboard"))
+    ea = EventAccumulator(str(events))
+    ea.Reload()
+    assert "val_loss" in ea.Tags()["scalars"]

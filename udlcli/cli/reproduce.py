@@ -11,10 +11,12 @@ from udlcli import ui
 from udlcli.cli.common import (
     DataDirOpt,
     DeviceOpt,
+    MlflowUriOpt,
     NameOpt,
     OutOpt,
     QuietOpt,
     SeedOpt,
+    TrackOpt,
     command_line,
     friendly_errors,
     setup,
@@ -58,6 +60,8 @@ def reproduce(
     name: NameOpt = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
+    track: TrackOpt = None,
+    mlflow_uri: MlflowUriOpt = None,
     seed: SeedOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -67,7 +71,19 @@ def reproduce(
         from udlcli.tasks.reproduce.run import reproduce as engine
 
         result = engine(
-            study, profile, out, name, resume, only, from_, device, seed, data_dir, command_line()
+            study,
+            profile,
+            out,
+            name,
+            resume,
+            only,
+            from_,
+            device,
+            seed,
+            data_dir,
+            command_line(),
+            track=track,
+            mlflow_uri=mlflow_uri,
         )
     ui.console.print(
         f"ran {len(result.ran)} step(s); report: {result.files[0]} and {result.files[1]}",

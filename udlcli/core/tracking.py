@@ -25,7 +25,10 @@ EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 
 def check(train_cfg) -> None:
     """One-line errors, before any folder exists: the tracker's package is missing, or its URI cannot be opened."""
-    track = getattr(train_cfg, "track", "none")
+    check_backend(getattr(train_cfg, "track", "none"), getattr(train_cfg, "mlflow_uri", None))
+
+
+def check_backend(track: str, uri: str | None) -> None:
     if track == "none":
         return
     try:
@@ -38,7 +41,7 @@ def check(train_cfg) -> None:
             f"--track {track} needs the {track} package: pip install 'udlcli[{EXTRAS[track]}]'"
         ) from None
     if track == "mlflow":
-        _open_mlflow(getattr(train_cfg, "mlflow_uri", None))
+        _open_mlflow(uri)
 
 
 def _open_mlflow(uri: str | None):
@@ -206,3 +209,131 @@ def tracker_for(train_cfg, run_dir: Path, spec: dict) -> Tracker | None:
     if track == "none":
         return None
     return Tracker(track, run_dir, spec, getattr(train_cfg, "mlflow_uri", None))
+
+
+# ---------------------------------------------------------------- tuning: a parent run, a child per trial
+
+
+class TrialTracker:
+    """One tuning trial in the tracker: a child MLflow run of the study's parent run, or its own
+    TensorBoard folder (RUN/tensorboard/trial-0007). Opened by the worker that runs the trial."""
+
+    def __init__(
+        self, backend: str, study_dir: Path, number: int, params: dict, uri=None, parent=None
+    ):
+        self.backend, self.number = backend, number
+        if backend == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(
+                log_dir=str(study_dir / "tensorboard" / f"trial-{number:04d}")
+            )
+            self.writer.add_text("params", "\n".join(f"{k}: {v}" for k, v in params.items()), 0)
+            self.params = params
+            return
+        from mlflow.entities import Param
+
+        self.client = _open_mlflow(uri)
+        parent_run = self.client.get_run(parent)
+        tags = {"mlflow.parentRunId": parent, "optuna.trial": str(number)}
+        run = self.client.create_run(
+            parent_run.info.experiment_id, run_name=f"trial {number}", tags=tags
+        )
+        self.run_id = run.info.run_id
+        self.client.log_batch(
+            self.run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()]
+        )
+
+    def log_epoch(self, epoch: int, row: dict) -> None:
+        values = {k: v for k, v in numbers(row).items() if k not in ("epoch", "epochs")}
+        if self.backend == "tensorboard":
+            for k, v in values.items():
+                self.writer.add_scalar(k, v, epoch)
+            self.writer.flush()
+            return
+        from mlflow.entities import Metric
+
+        ms = int(__import__("time").time() * 1000)
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, v, ms, epoch) for k, v in values.items()]
+        )
+
+    def end(self, state: str, value: float | None) -> None:
+        """state: COMPLETE, PRUNED or FAIL (optuna's); value: the trial's objective when it has one."""
+        if self.backend == "tensorboard":
+            from torch.utils.tensorboard.summary import hparams
+
+            shown = {k: v for k, v in self.params.items() if isinstance(v, (int, float, str, bool))}
+            metric = {"objective": value if value is not None else float("nan")}
+            for event in hparams(shown, metric):
+                self.writer.file_writer.add_summary(event)
+            if value is not None:
+                self.writer.add_scalar("objective", value, 0)
+            self.writer.close()
+            return
+        if value is not None:
+            self.client.log_metric(self.run_id, "objective", value)
+        self.client.set_tag(self.run_id, "optuna.state", state)
+        self.client.set_terminated(self.run_id, "FAILED" if state == "FAIL" else "FINISHED")
+
+
+def start_study(backend: str, study, study_dir: Path, base: dict, uri=None) -> str | None:
+    """The study's parent MLflow run (kept in the study's user attrs, so a rerun, other workers and
+    other machines log their trials under the same run); None for TensorBoard."""
+    if backend != "mlflow":
+        return None
+    known = study.user_attrs.get("udl_mlflow_parent")
+    client = _open_mlflow(uri)
+    if known:
+        try:
+            client.get_run(known)
+            return known
+        except Exception:  # the parent lives in another tracking store: start one here
+            pass
+    from mlflow.entities import Param
+
+    found = client.get_experiment_by_name("tune")
+    exp_id = (
+        found.experiment_id if found else client.create_experiment("tune", _artifacts(uri, "tune"))
+    )
+    run = client.create_run(
+        exp_id, run_name=study.study_name, tags={"udl.study_dir": str(study_dir)}
+    )
+    params = [Param(k, str(v)[:500]) for k, v in flatten(base).items() if k.split(".")[0] != "meta"]
+    client.log_batch(run.info.run_id, params=params)
+    study.set_user_attr("udl_mlflow_parent", run.info.run_id)
+    return run.info.run_id
+
+
+def finish_study(
+    backend: str, parent: str | None, study_dir: Path, summary: dict, uri=None
+) -> None:
+    """The study's summary numbers and figures on its parent run (MLflow), or its own folder (TensorBoard)."""
+    images = (
+        sorted((study_dir / "figures").glob("*.png")) if (study_dir / "figures").is_dir() else []
+    )
+    if backend == "tensorboard":
+        import numpy as np
+        from matplotlib.image import imread
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(log_dir=str(study_dir / "tensorboard" / "study")) as w:
+            for k, v in numbers(summary).items():
+                w.add_scalar(f"summary/{k}", v, 0)
+            for p in images:
+                w.add_image(
+                    f"figures/{p.stem}", np.atleast_3d(imread(p))[..., :3], 0, dataformats="HWC"
+                )
+        return
+    if parent is None:
+        return
+    from mlflow.entities import Metric
+
+    client = _open_mlflow(uri)
+    ms = int(__import__("time").time() * 1000)
+    client.log_batch(
+        parent, metrics=[Metric(f"summary.{k}", v, ms, 0) for k, v in numbers(summary).items()]
+    )
+    for p in images:
+        client.log_artifact(parent, str(p), artifact_path="figures")
+    client.set_terminated(parent, "FINISHED")

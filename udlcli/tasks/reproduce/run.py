@@ -97,6 +97,8 @@ def reproduce(
     seed: int | None = None,
     data_dir: str | Path | None = None,
     command: str = "",
+    track: str | None = None,
+    mlflow_uri: str | None = None,
 ) -> ReproduceResult:
     """Validate the whole study first, then run the chosen steps; a failing step stops the chain with a resume hint."""
     from udlcli.tasks.reproduce import report
@@ -120,7 +122,11 @@ def reproduce(
         settings = json.loads((report_dir / SETTINGS).read_text())
         study = load_study(report_dir / STUDY_COPY, settings["profile"])
         for k, v in dict(
-            device=device, seed=seed, data_dir=str(data_dir) if data_dir else None
+            device=device,
+            seed=seed,
+            data_dir=str(data_dir) if data_dir else None,
+            track=track,
+            mlflow_uri=mlflow_uri,
         ).items():
             settings[k] = v if v is not None else settings.get(k)
     else:
@@ -136,16 +142,30 @@ def reproduce(
             "device": device,
             "seed": seed,
             "data_dir": str(data_dir) if data_dir else None,
+            "track": track,
+            "mlflow_uri": mlflow_uri,
             "command": command,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+    if settings.get("track") not in (None, "none", "tensorboard", "mlflow"):
+        raise SpecError(f"--track {settings['track']!r}: choose none, tensorboard or mlflow")
+    from udlcli.core import tracking
+
+    tracking.check_backend(settings.get("track") or "none", settings.get("mlflow_uri"))
     states = _read_state(report_dir) if resume is not None else {}
     chosen = select_steps(study, states, only, from_, fresh=resume is None)
     _check_specs(
         study,
         chosen,
         Context(
-            Path(out), study.data, {}, settings["device"], settings["seed"], settings["data_dir"]
+            Path(out),
+            study.data,
+            {},
+            settings["device"],
+            settings["seed"],
+            settings["data_dir"],
+            settings.get("track"),
+            settings.get("mlflow_uri"),
         ),
     )
     if resume is None:
@@ -160,6 +180,8 @@ def reproduce(
         settings["device"],
         settings["seed"],
         settings["data_dir"],
+        settings.get("track"),
+        settings.get("mlflow_uri"),
     )
     result = ReproduceResult(report_dir, study, states)
     ui.info(

@@ -36,6 +36,9 @@ class Context:
     device: str | None = None
     seed: int | None = None
     data_dir: str | None = None
+    track: str | None = None
+    """--track for every step that trains (train.track), and where MLflow logs (train.mlflow_uri)."""
+    mlflow_uri: str | None = None
 
     def run_of(self, step_name: str) -> Path:
         return Path(self.outputs[step_name].run_dir)
@@ -47,6 +50,8 @@ class Context:
             "train.device": self.device,
             "train.seed": self.seed,
             "data.data_dir": self.data_dir,
+            "train.track": self.track,
+            "train.mlflow_uri": self.mlflow_uri,
         }
         return out | {k: v for k, v in given.items() if v is not None}
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from udlcli import ui
+from udlcli.core import tracking
 from udlcli.core.device import parse_devices, round_robin, use_device
 from udlcli.errors import SpecError
 from udlcli.tasks.tune.space import OBJECTIVES
@@ -103,6 +104,9 @@ def tune(
     storage, kind, why = choose_storage(opts.storage, study_dir, opts.n_jobs)
     if opts.storage is None:
         study_dir.mkdir(parents=True, exist_ok=True)
+    train = obj.base.get("train", {})
+    track, uri = train.get("track", "none"), train.get("mlflow_uri")
+    tracking.check_backend(track, uri)  # before the study exists
     store = open_storage(storage, kind)
     study = _open_study(study_name, store, storage, obj)
     fail_orphans(study)
@@ -120,6 +124,10 @@ def tune(
         None if opts.timeout is None else time.time() + opts.timeout,
         str(opts.out),
         devices,
+        track,
+        uri,
+        tracking.start_study(track, study, study_dir, obj.base, uri) if track != "none" else None,
+        str(study_dir),
     )
     c = counts(study)
     on_devices = f" on {', '.join(round_robin(devices, opts.n_jobs))}" if devices else ""
@@ -143,6 +151,8 @@ def tune(
     summary, top = tune_outputs.write_all(
         study, study_dir, obj, plan, storage=shown(storage), wall_s=wall, command=opts.command
     )
+    if track != "none":
+        tracking.finish_study(track, plan.parent_run, study_dir, summary, uri)
     return TuneResult(study_dir, summary, top, interrupted)
 
 

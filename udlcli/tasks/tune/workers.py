@@ -14,6 +14,7 @@ from typing import Literal
 
 from udlcli import ui
 from udlcli.core.device import round_robin, use_device
+from udlcli.core.tracking import TrialTracker
 from udlcli.errors import TrainingDiverged, UdlError, shorten
 from udlcli.tasks.tune.space import OBJECTIVES
 from udlcli.tasks.tune.storage import (
@@ -52,6 +53,11 @@ class Plan:
     root: str
     devices: list[str] | None = None
     """--devices: worker i trains on devices[i % len] (None: every worker on the spec's train.device)."""
+    track: str = "none"
+    """train.track: each trial a child run of the study's parent MLflow run, or a TensorBoard folder."""
+    mlflow_uri: str | None = None
+    parent_run: str | None = None
+    study_dir: str = ""
 
 
 def make_pruner(name: str, max_epochs: int):
@@ -111,26 +117,51 @@ def work(
             raise _surplus(trial)
         spec = obj.spec_for(obj.search.sample(trial))
         trial.set_user_attr("spec", spec.model_dump(mode="json"))
+        tracked = (
+            None
+            if plan.track == "none"
+            else TrialTracker(
+                plan.track,
+                Path(plan.study_dir),
+                trial.number,
+                trial.params,
+                plan.mlflow_uri,
+                plan.parent_run,
+            )
+        )
 
         def report(epoch: int, row: dict) -> None:
             trial.report(row["val_loss"], epoch)
+            if tracked is not None:
+                tracked.log_epoch(epoch, row)
             if stop.is_set():
                 trial.set_user_attr("udl_note", f"interrupted after epoch {epoch}")
                 raise StopRequested
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
+        def ended(state: str, value: float | None = None) -> None:
+            if tracked is not None:
+                tracked.end(state, value)
+
         try:
             trainer = obj.fit(spec, [report], label=f"trial {trial.number}")
         except TrainingDiverged as e:
             trial.set_user_attr("udl_note", f"diverged: {shorten(str(e), 80)}")
+            ended("FAIL")
             raise
         except optuna.TrialPruned:
+            ended("PRUNED")
             if _rank(study, trial.number) >= plan.trials:
                 raise _surplus(trial) from None
             raise
+        except BaseException:
+            ended("FAIL")
+            raise
         if _rank(study, trial.number) >= plan.trials:
+            ended("FAIL")
             raise _surplus(trial)
+        ended("COMPLETE", trainer.best_val)
         return trainer.best_val
 
     while not stop.is_set():
