@@ -53,3 +53,35 @@ def test_load_errors_are_one_line(latent_runs, tmp_path):
         model.classify(torch.zeros(1, 1, 28, 28))
     with pytest.raises(SpecError, match="udlcli.train: give a RunSpec"):
         udlcli.train(42)
+
+
+def test_the_other_engines_take_dicts(latent_runs, tmp_path):
+    out = {"out": tmp_path / "runs"}
+    g = udlcli.gan(
+        {"data": {"dataset": "mnist-sample", "limit": 256}, "train": {"epochs": 1}}, **out
+    )
+    assert (g.run_dir / "weights" / "last.pt").is_file() and g.summary["epochs"] == 1
+    assert udlcli.load(g.run_dir).sample(3).shape == (3, 1, 28, 28)
+    f = udlcli.finetune(
+        {"finetune": {"ae": str(latent_runs["ae"]), "baselines": False}, "train": {"epochs": 1}},
+        **out,
+    )
+    assert 0 < f.summary["test_accuracy"] <= 1
+    assert udlcli.load(f.run_dir).classify(torch.rand(2, 1, 28, 28)).shape == (2,)
+    with pytest.raises(SpecError, match="give a spec as a dict or a YAML path"):
+        udlcli.gan(42)
+
+
+def test_denoise_builds_the_cli_spec(monkeypatch):
+    """udlcli.denoise resolves a dict exactly as `udl denoise` resolves its flags (training it is the CLI's tests' job)."""
+    from udlcli.tasks.denoise import run as engine
+
+    seen = {}
+    monkeypatch.setattr(
+        engine, "train_and_evaluate", lambda spec, opts, compare: seen.update(spec=spec)
+    )
+    udlcli.denoise({"model": {"sigma": 0.3, "channels": 4}, "train": {"epochs": 2}})
+    want = engine.denoise_spec(
+        None, {"model.sigma": 0.3, "model.channels": 4, "train.epochs": 2}, None, None
+    )
+    assert seen["spec"] == want and seen["spec"].model.name == "dae"

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Model", "load", "train"]
+__all__ = ["Model", "denoise", "finetune", "gan", "load", "train"]
 
 
 def __getattr__(name: str):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from udlcli.config import flatten
 from udlcli.core.loading import load_run
 from udlcli.errors import DataError, SpecError
 
@@ -198,8 +199,49 @@ def train(spec, **options):
     return engine(_run_spec(spec), RunOptions(**options))
 
 
+def denoise(spec, compare: str | Path | None = None, **options):
+    """`udl denoise`: train a DAE (spec: a dict, YAML path or RunSpec, model.name dae) and measure it
+    in PSNR/SSIM; returns the evaluation (its train_summary holds the training numbers)."""
+    from udlcli.core.lifecycle import RunOptions
+    from udlcli.tasks.denoise import run as engine
+
+    if isinstance(spec, dict):
+        spec = engine.denoise_spec(None, flatten(spec), None, None)
+    elif isinstance(spec, (str, Path)):
+        spec = engine.denoise_spec(str(spec), {}, None, None)
+    return engine.train_and_evaluate(spec, RunOptions(**options), compare)
+
+
+def finetune(spec, **options):
+    """`udl finetune`: a classifier on a trained AE's encoder (spec: a dict with finetune.ae, or a YAML path)."""
+    from udlcli.core.lifecycle import RunOptions
+    from udlcli.tasks import finetune as engine
+
+    if not isinstance(spec, engine.FinetuneSpec):
+        spec = engine.resolve_finetune_spec(*_file_and_flags(spec))
+    return engine.finetune(spec, RunOptions(**options))
+
+
+def gan(spec=None, **options):
+    """`udl gan`: the report's GAN, or a DCGAN (spec: a dict, YAML path or GanSpec; None: the defaults)."""
+    from udlcli.core.lifecycle import RunOptions
+    from udlcli.tasks.gan import run as engine
+    from udlcli.tasks.gan.spec import GanSpec, resolve_gan_spec
+
+    if not isinstance(spec, GanSpec):
+        spec = resolve_gan_spec(*_file_and_flags(spec or {}))
+    return engine.train_gan(spec, RunOptions(**options))
+
+
+def _file_and_flags(spec) -> tuple[str | None, dict]:
+    if isinstance(spec, (str, Path)):
+        return str(spec), {}
+    if isinstance(spec, dict):
+        return None, flatten(spec)
+    raise SpecError(f"give a spec as a dict or a YAML path, not {type(spec).__name__}")
+
+
 def _run_spec(spec):
-    from udlcli.config import flatten
     from udlcli.core.spec import RunSpec, resolve_spec
 
     if isinstance(spec, RunSpec):

@@ -209,6 +209,8 @@ def test_tune_ae_on_cifar_layout(photos, runner, runs):
     assert "image_size" in one_error_line(r)
 
 
+# slow: the colour folder and CIFAR reader tests run in CI; this runs the whole study file
+@pytest.mark.slow
 def test_reproduce_the_cifar10_study_tiny(photos, runner, tmp_path):
     d = yaml.safe_load((REPO / "examples" / "cifar10.yaml").read_text())
     tiny = {"spec": {"data": {"limit": 100}, "train": {"epochs": 1}}}

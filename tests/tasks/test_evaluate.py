@@ -276,6 +276,8 @@ def test_floor_is_below_a_trained_mnist_model(runner, runs):
     assert floor["confidence"] < 0.05 and floor["precision"] < 0.05
 
 
+# slow: the MNIST floor test above runs in CI; this one trains a Fashion-MNIST model too
+@pytest.mark.slow
 def test_floor_is_below_a_trained_fashion_model(runner, runs, mnist_dir):
     if not (mnist_dir / "FashionMNIST" / "raw").is_dir():
         pytest.skip("Fashion-MNIST not in the data folder")
