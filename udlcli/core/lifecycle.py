@@ -74,9 +74,8 @@ def setup(
     data section gets the images' shape and normalisation (computed from the training split unless
     set), so spec.yaml records them and every model, plot and metric reads them from there.
     """
-    dev = distributed.init(
-        resolve_device(train_cfg.device)
-    )  # a no-op unless torchrun started ranks
+    # Joining the process group is a no-op unless torchrun (or --devices) started this process as a rank.
+    dev = distributed.init(resolve_device(train_cfg.device))
     fastpath.check(train_cfg, dev)
     tracking.check(train_cfg)  # the tracker's package and URI, before any folder exists
     if data is None:
