@@ -154,7 +154,7 @@ def _rank_pids(rank: int) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks through /proc")
 def test_killed_rank_ends_the_job_and_resume_continues(tmp_path):
-    args = ["train", "ae", "--dataset", "mnist-sample", "--epochs", "3", "--batch-size", "16"]
+    args = ["train", "ae", "--dataset", "mnist-sample", "--epochs", "3", "--batch-size", "32"]
     job = subprocess.Popen(
         [sys.executable, "-m", "udlcli", *args, "--device", "cpu", "--devices", "2"],
         cwd=tmp_path,
@@ -189,7 +189,7 @@ def test_killed_rank_ends_the_job_and_resume_continues(tmp_path):
     assert after[: len(done)] == done
     # One process may continue a 2-rank run at the same global batch, and says so.
     r = ok(udl("train", "--resume", "runs/ae/ae", "--epochs", "4", cwd=tmp_path))
-    assert "resuming with 1 rank (the run trained on 2); the global batch stays 16" in r.stdout
+    assert "resuming with 1 rank (the run trained on 2); the global batch stays 32" in r.stdout
 
 
 def test_port_in_use_is_one_line(tmp_path):

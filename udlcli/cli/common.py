@@ -120,10 +120,10 @@ def launch_ranks(devices: int | None, device: str | None, port: int | None, comm
             2,
         )
     with friendly_errors():
-        kind = distributed.plan_devices(devices, device)  # --devices 3 on 2 GPUs: refused even as 1
+        # More ranks than GPUs (--devices 3 on 2) is refused before anything starts.
+        distributed.plan_devices(devices, device)
         if devices == 1 and port is None:
             return False
-        del kind
         distributed.launch(
             _without_launch_flags(sys.argv[1:]), devices, device, port, f"udl {command} --resume"
         )

@@ -85,7 +85,7 @@ def compare(
                 cells = [_num(v) for v in values]
                 if ui.console.is_terminal:  # rich markup: the values escaped, differences in colour
                     cells = [
-                        f"[bold yellow]{escape(c)}[/]" if differs else escape(c) for c in cells
+                        f"[bold yellow]{escape(x)}[/]" if differs else escape(x) for x in cells
                     ]
                 rows.append([("* " if differs else "  ") + key, *cells])
         same = len(table) - sum(c.differs(v) for _, v in table)
