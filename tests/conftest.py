@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data folder beside the repo, a runs root per test, and a CLI runner."""
+"""Shared fixtures: the real data folder beside the repo, downloads that never leave 127.0.0.1, a runs root per test, and a CLI runner."""
 
 from __future__ import annotations
 
@@ -28,9 +28,24 @@ def mnist_dir() -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def nowhere() -> str:
+    """The URL of a local port that refuses every connection (bound, never listening)."""
+    from mirror import closed_port
+
+    sock, url = closed_port()
+    yield url
+    sock.close()
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch, tmp_path):
-    # Never touch the user's cache, and never download: point the cache at the test's own folder.
+def _isolated_env(monkeypatch, tmp_path, nowhere):
+    # Never touch the user's cache: point it at the test's own folder. Never download from another
+    # host: every dataset's URLs point at a closed local port, so a download a test did not mean to
+    # make fails at once, here; a test that wants one serves it (tests/mirror.py).
+    from mirror import point_downloads_at
+
+    point_downloads_at(monkeypatch, nowhere)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("UDL_CACHE_DIR", raising=False)
     monkeypatch.delenv("UDL_DEBUG", raising=False)
@@ -45,6 +60,31 @@ def _isolated_env(monkeypatch, tmp_path):
 
 
 @pytest.fixture
+def serve(monkeypatch, tmp_path):
+    """serve(name, **how) -> a local Mirror serving that dataset's files, every download pointed at it.
+
+    The canonical files for mnist and fashion-mnist when ../shared/data has them, else small real
+    ones; how sets the Mirror's mode, chunk, chunk_delay (tests/mirror.py).
+    """
+    from mirror import Mirror, point_downloads_at, serve_files
+
+    started, shared = [], full_mnist_dir()  # before a test takes UDL_DATA_DIR away
+
+    def start(name: str, **how) -> Mirror:
+        files = serve_files(monkeypatch, tmp_path, name.removesuffix("-unlabeled"), shared)
+        m = Mirror(files)
+        for k, v in how.items():
+            setattr(m, k, v)
+        started.append(m)
+        point_downloads_at(monkeypatch, m.url)
+        return m
+
+    yield start
+    for m in started:
+        m.close()
+
+
+@pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
 
@@ -56,11 +96,13 @@ def runs(tmp_path) -> Path:
 
 @pytest.fixture
 def offline(monkeypatch):
-    """Downloads fail at once, as they do on a machine with no network (tests never use the network)."""
+    """Downloads fail at once without starting, as on a machine with no network (no scratch folder, no request)."""
     from udlcli.data import download
 
     monkeypatch.setattr(
-        download, "download_torchvision", lambda name, root, timeout=15.0: "URLError: offline"
+        download,
+        "download_torchvision",
+        lambda name, root, timeout=15.0: "network error: offline (the test's offline fixture)",
     )
 
 

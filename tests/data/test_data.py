@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 from pathlib import Path
 
@@ -113,17 +114,36 @@ def test_offline_default_folder_falls_back_but_a_named_missing_one_is_an_error(
 
 
 def test_a_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
-    """torchvision really runs and fails (no network in tests: its URLs are pointed at a closed local port)."""
-    import torchvision.datasets as tvd
+    """The download really runs and fails half-way: a local mirror serves KMNIST's first file, then has no second one.
 
-    monkeypatch.setattr(tvd.KMNIST, "mirrors", ["http://127.0.0.1:9/"])
+    The error must name that cause (so the download got as far as the second request), and the
+    first file, written before the failure, must be gone with the rest: nothing in the cache.
+    """
+    from mirror import Mirror, point_downloads_at, serve_files
+
+    files = serve_files(monkeypatch, tmp_path, "kmnist")
+    del files["kmnist/train-labels-idx1-ubyte.gz"]
+    mirror = Mirror(files)
+    point_downloads_at(monkeypatch, mirror.url)
     cache = tmp_path / "cache" / "udl"
     data = tmp_path / "data"
     data.mkdir()
-    with pytest.raises(DataError, match="kmnist: data not found"):
-        load_dataset("kmnist", data, download_timeout=10)
+    try:
+        with pytest.raises(DataError) as e:
+            load_dataset("kmnist", data, download_timeout=10)
+    finally:
+        mirror.close()
+    assert mirror.requests == [
+        "/kmnist/train-images-idx3-ubyte.gz",
+        "/kmnist/train-labels-idx1-ubyte.gz",
+    ]
+    assert re.search(
+        r"kmnist: data not found .* could not be downloaded \(network error: 127\.0\.0\.1:\d+: "
+        r"HTTP 404 Not Found for train-labels-idx1-ubyte\.gz\)",
+        str(e.value),
+    ), str(e.value)
     assert list(data.iterdir()) == []
-    assert not cache.exists() or list(cache.iterdir()) == []
+    assert cache.is_dir() and [p for p in cache.rglob("*")] == []  # the scratch folder went too
 
 
 def test_downloads_go_to_the_user_cache_and_are_found_there(tmp_path, mnist_dir, monkeypatch):

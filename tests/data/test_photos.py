@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from mirror import write_stl10
 from photos import patches, write_cifar, write_svhn
 from PIL import Image
 
@@ -141,22 +142,9 @@ def test_a_bad_svhn_file_is_a_clear_error(tmp_path, x32):
         load_dataset("svhn", root)
 
 
-def _write_stl(root, x96, y, unlabeled=None):
-    d = root / "stl10_binary"
-    d.mkdir(parents=True)
-    # STL-10 stores each image column-major: (N, 3, W, H) on disk.
-    for name, arr in (("train", x96[4:]), ("test", x96[:4])):
-        arr.transpose(0, 1, 3, 2).tofile(d / f"{name}_X.bin")
-    (y[4:] + 1).astype(np.uint8).tofile(d / "train_y.bin")
-    (y[:4] + 1).astype(np.uint8).tofile(d / "test_y.bin")
-    if unlabeled is not None:
-        unlabeled.transpose(0, 1, 3, 2).tofile(d / "unlabeled_X.bin")
-    (d / "class_names.txt").write_text("\n".join(f"c{i}" for i in range(10)))
-
-
 def test_stl10_binary_labelled_and_unlabelled_resized_to_64(tmp_path):
     x96, y, _ = patches(96, 1, seed=2)  # 9 real 96x96 patches
-    _write_stl(tmp_path, x96, y, unlabeled=x96[:6])
+    write_stl10(tmp_path, x96, y, unlabeled=x96[:6])
     ds = load_dataset("stl10", tmp_path)
     assert ds.shape == (3, 64, 64) and any("96x96 to 64x64" in n for n in ds.notes)
     assert ds.test.y.tolist() == y[:4].tolist()
@@ -169,7 +157,7 @@ def test_stl10_binary_labelled_and_unlabelled_resized_to_64(tmp_path):
 
 def test_a_truncated_stl10_file(tmp_path):
     x96, y, _ = patches(96, 1, seed=2)
-    _write_stl(tmp_path, x96, y)
+    write_stl10(tmp_path, x96, y)
     f = tmp_path / "stl10_binary" / "train_X.bin"
     f.write_bytes(f.read_bytes()[:-100])
     with pytest.raises(DataError, match="truncated"):

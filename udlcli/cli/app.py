@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from udlcli import __version__
+from udlcli.cli import data as data_cmd
 from udlcli.cli import denoise as denoise_cmd
 from udlcli.cli import embed as embed_cmd
 from udlcli.cli import evaluate as evaluate_cmd
@@ -102,6 +103,7 @@ app.command(
 )(reproduce_cmd.reproduce)
 
 app.add_typer(runs_cmd.app, name="runs", short_help="List the runs under runs/ and compare them.")
+app.add_typer(data_cmd.app, name="data", short_help="List, fetch, verify and locate the datasets.")
 app.command("export", short_help="Export a model: safetensors or ONNX, with a model card.")(
     export_cmd.export
 )

@@ -160,10 +160,7 @@ def load_dataset(
             source = str(where / src.folder)
             break
     failure = None
-    if found is None and download:
-        ui.info(
-            f"{name}: not found in {root}; downloading with torchvision into {cache} (gives up if no data arrives for {download_timeout:.0f} s)"
-        )
+    if found is None and download:  # the download says what it does in a line at its start and end
         failure = downloads.download_torchvision(name, cache, timeout=download_timeout)
         if failure is None:
             found, source = src.read(cache, image_size), str(cache / src.folder)

