@@ -1,9 +1,15 @@
-"""--track tensorboard|mlflow: what real runs log, read back with tensorboard's EventAccumulator and MLflow's client."""
+"""--track tensorboard|mlflow: what real runs log, read back with tensorboard's EventAccumulator and
+MLflow's client; a tracking server that cannot be reached, or goes away during a run."""
 
 from __future__ import annotations
 
 import csv
+import http.server
+import json
+import socket
 import sys
+import threading
+import time
 
 import pytest
 from conftest import one_error_line
@@ -155,3 +161,138 @@ def test_reproduce_tracks_every_step_that_trains(runner, tmp_path):
     ea = EventAccumulator(str(events))
     ea.Reload()
     assert "val_loss" in ea.Tags()["scalars"]
+
+
+# ---------------------------------------------------------------- tracking servers that do not answer
+
+
+@pytest.mark.parametrize(
+    "listening, why",
+    [
+        # A mistyped port: bound, never listening, so every connection is refused. MLflow's own
+        # client retried for 251 s before its error.
+        (False, "connection refused"),
+        # A server that accepts the connection and sends nothing (a hung proxy): the kernel
+        # completes connections, nothing reads or answers them.
+        (True, "it accepts connections but sent no answer in 3 s"),
+    ],
+)
+def test_a_server_that_does_not_answer_is_one_line_within_seconds(runner, tmp_path, listening, why):
+    pytest.importorskip("mlflow")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        if listening:
+            s.listen(8)
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}/"
+        args = ["train", "ae", *TINY, "--track", "mlflow", "--mlflow-uri", uri]
+        t0 = time.perf_counter()
+        r = runner.invoke(app, [*args, "--out", str(tmp_path / "runs")])
+        took = time.perf_counter() - t0
+    assert took < 10, took
+    assert r.exit_code == 2
+    assert f"--mlflow-uri {uri}: no tracking server answers there ({why})" in one_error_line(r)
+    assert not (tmp_path / "runs").exists()
+
+
+class StandIn(http.server.ThreadingHTTPServer):
+    """A tracking server answering the MLflow REST calls udl's tracker makes (CI has no `mlflow server`:
+    mlflow-skinny leaves the server out). It records what was logged, and goes away, its port closed,
+    once `lives` batches of metrics have arrived."""
+
+    def __init__(self, lives: int):
+        self.lives, self.metrics, self.calls = lives, [], []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._answer({})
+
+            def do_POST(self):
+                size = int(self.headers.get("Content-Length") or 0)
+                self._answer(json.loads(self.rfile.read(size) or b"{}"))
+
+            def _answer(self, body: dict):
+                endpoint = self.path.split("?")[0].removeprefix("/api/2.0/mlflow/")
+                server.calls.append(endpoint)
+                code, out = 200, {}
+                if endpoint == "experiments/search":
+                    out = {"experiments": []}
+                elif endpoint == "experiments/get-by-name":
+                    code, out = 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "none"}
+                elif endpoint == "experiments/create":
+                    out = {"experiment_id": "1"}
+                elif endpoint == "runs/create":
+                    info = {"run_id": "r1", "run_uuid": "r1", "experiment_id": "1"}
+                    info |= {"status": "RUNNING", "lifecycle_stage": "active", "start_time": 0}
+                    out = {"run": {"info": info, "data": {}}}
+                data = json.dumps(out).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                if endpoint == "runs/log-batch" and body.get("metrics"):
+                    server.metrics.append(body["metrics"])
+                    if len(server.metrics) == server.lives:
+                        threading.Thread(target=server.go_away).start()
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def go_away(self):
+        if self.socket.fileno() != -1:
+            self.shutdown()
+            self.server_close()  # the port refuses connections from now on
+
+
+def test_a_server_that_goes_away_mid_run_is_said_once_and_the_run_completes(runner, tmp_path):
+    pytest.importorskip("mlflow")
+    server = StandIn(lives=1)  # epoch 1's metrics arrive; then the server is gone
+    args = ["train", "ae", *TINY, "--epochs", "3", "--track", "mlflow", "--mlflow-uri", server.url]
+    t0 = time.perf_counter()
+    try:
+        r = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    finally:
+        server.go_away()
+    took = time.perf_counter() - t0
+    assert r.exit_code == 0, r.output
+    run = tmp_path / "ae" / "ae"
+    warnings = [ln for ln in r.output.splitlines() if ln.startswith("warning: --track mlflow")]
+    assert len(warnings) == 1, r.output
+    assert (
+        f"the MLflow store {server.url} stopped answering (epoch 2: connection refused)"
+        in (warnings[0])
+    )
+    assert str(run) in warnings[0]
+    rows = metrics(run)
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3]
+    for f in ("summary.json", "figures/loss.png", "figures/reconstructions.png", "weights/best.pt"):
+        assert (run / f).is_file(), f
+    (epoch1,) = server.metrics
+    sent = {m["key"]: float(m["value"]) for m in epoch1}
+    assert sent["val_loss"] == pytest.approx(float(rows[0]["val_loss"]), rel=1e-6)
+    # Once gone, the tracker is left alone: the later epochs and the summary cost no more waits.
+    assert took < 60, took
+
+
+def test_a_tuning_worker_whose_server_is_gone_warns_once_and_goes_on(tmp_path, capsys):
+    pytest.importorskip("mlflow")
+    from udlcli.core.tracking import TrialTracker
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # a server that went away: its port refuses connections
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}"
+        t0 = time.perf_counter()
+        for number in range(3):  # three trials of one worker
+            trial = TrialTracker("mlflow", tmp_path, number, {"lr": 1e-3}, uri, parent="p")
+            trial.log_epoch(1, {"epoch": 1, "val_loss": 0.1})
+            trial.end("COMPLETE", 0.1)
+        took = time.perf_counter() - t0
+    out = capsys.readouterr().out
+    assert out.count("warning:") == 1, out
+    assert f"the MLflow store {uri} stopped answering (trial 0: connection refused)" in out
+    assert took < 10, took  # MLflow's own retries would take minutes for each call

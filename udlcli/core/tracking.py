@@ -6,18 +6,26 @@
                  $MLFLOW_TRACKING_URI, or ./mlruns); a resumed run continues the same MLflow run
 
 Both are optional extras (`pip install 'udlcli[tensorboard]'`, `'udlcli[mlflow]'`), checked with
-the rest of the spec before anything is written. The tracker is a trainer callback: it logs each
-epoch's row after its checkpoint, on rank 0 only, and finish() logs the figures and the summary.
+the rest of the spec before anything is written; a tracking server (an http(s) URI) must answer
+within PROBE_TIMEOUT_S then. The tracker is a trainer callback: it logs each epoch's row after its
+checkpoint, on rank 0 only, and finish() logs the figures and the summary. A tracker that fails
+during training (the server went away, the disk is full) is warned about once and left alone: the
+run goes on, and its folder has everything.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from udlcli import ui
 from udlcli.config import flatten
 from udlcli.core.trainer import Callback
-from udlcli.errors import SpecError
+from udlcli.errors import SpecError, shorten
 
 EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 """--track value -> the extra that installs it."""
@@ -34,14 +42,81 @@ def check_backend(track: str, uri: str | None) -> None:
     try:
         if track == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (needs the tensorboard package)
-        else:
-            import mlflow  # noqa: F401
+        elif importlib.util.find_spec("mlflow") is None:  # found, not imported: that takes 1.3 s
+            raise ImportError("mlflow")
     except ImportError:
         raise SpecError(
             f"--track {track} needs the {track} package: pip install 'udlcli[{EXTRAS[track]}]'"
         ) from None
     if track == "mlflow":
+        _probe_server(uri)
         _open_mlflow(uri)
+
+
+PROBE_TIMEOUT_S = (3.0, 3.0)
+"""(connect, read) seconds a tracking server gets to answer before a run starts: 6 s at most, where
+MLflow's own client retries for about 4 minutes before its error."""
+
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
+"""MLflow's HTTP client while udl calls it (defaults: 7 retries with exponential backoff, 120 s for
+each answer): a tracking call that fails costs a training run seconds, not minutes. A value set in
+the environment wins."""
+
+
+@contextmanager
+def http_limits() -> Iterator[None]:
+    """HTTP_LIMITS in the environment for the calls inside (MLflow reads them at every request)."""
+    added = {k: v for k, v in HTTP_LIMITS.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def _probe_server(uri: str | None) -> None:
+    """One short request to an http(s) tracking URI: any HTTP answer will do; none is a one-line SpecError."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")  # unset: MLflow's local default
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    try:
+        requests.get(url, params={"max_results": 1}, timeout=PROBE_TIMEOUT_S)
+        return
+    except requests.exceptions.ConnectTimeout:
+        why = f"no connection in {PROBE_TIMEOUT_S[0]:g} s"
+    except requests.exceptions.ReadTimeout:
+        why = f"it accepts connections but sent no answer in {PROBE_TIMEOUT_S[1]:g} s"
+    except requests.exceptions.RequestException as e:
+        why = _reason(e)
+    raise SpecError(
+        f"--mlflow-uri {uri}: no tracking server answers there ({why}); start one "
+        "(mlflow server --host HOST --port PORT), fix the URI, or use sqlite:///mlruns.db"
+    )
+
+
+def _reason(e: BaseException) -> str:
+    """The innermost OS error of a failed request (connection refused, unknown host), else its first line."""
+    found, seen, inner = None, set(), e
+    while inner is not None and id(inner) not in seen:  # requests -> urllib3 -> the socket's error
+        seen.add(id(inner))
+        if isinstance(inner, OSError) and inner.strerror:
+            found = inner
+        nested = [a for a in inner.args if isinstance(a, BaseException)]
+        inner = inner.__cause__ or inner.__context__ or getattr(inner, "reason", None)
+        inner = inner if isinstance(inner, BaseException) else (nested or [None])[0]
+    return found.strerror.lower() if found is not None else _first_line(e)
+
+
+def _first_line(e: BaseException) -> str:
+    return shorten((str(e).strip().splitlines() or [e.__class__.__name__])[0])
 
 
 def _open_mlflow(uri: str | None):
@@ -49,14 +124,48 @@ def _open_mlflow(uri: str | None):
 
     try:
         client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)
-    except Exception as e:  # a bad scheme, an unreachable server, a folder it cannot write
-        first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+        with http_limits():
+            client.search_experiments(max_results=1)
+    except Exception as e:  # a bad scheme, a server that refuses us, a folder it cannot write
         raise SpecError(
-            f"--mlflow-uri {uri or '(MLflow default)'}: MLflow cannot open it ({first[:160]}); "
+            f"--mlflow-uri {uri or '(MLflow default)'}: MLflow cannot open it ({_first_line(e)}); "
             "use sqlite:///mlruns.db, a folder path, or http://HOST:PORT of a tracking server"
         ) from None
     return client
+
+
+_GONE: set[str] = set()
+"""MLflow URIs that failed in this process: later runs and trials here (udl reproduce's steps, a
+tuning worker's trials) skip them at once instead of waiting on each call again."""
+
+
+class _Guarded:
+    """Logging calls that never stop training: the first failure is one warning, and this tracker
+    (and, for MLflow, every later one at the same URI in this process) is left alone after it."""
+
+    backend: str
+    uri: str | None
+    folder: Path
+    failed: bool = False
+
+    def _guarded(self, when: str, call: Callable[[], None]) -> None:
+        if self.failed or (self.backend == "mlflow" and str(self.uri) in _GONE):
+            self.failed = True
+            return
+        try:
+            with http_limits():
+                call()
+        except Exception as e:  # a server gone, a full disk: the folder has it all anyway
+            self.failed = True
+            if self.backend == "mlflow":
+                _GONE.add(str(self.uri))
+                where = f"the MLflow store {self.uri or '(MLflow default)'} stopped answering"
+            else:
+                where = "its event files cannot be written"
+            ui.warn(
+                f"--track {self.backend}: {where} ({when}: {_reason(e)}); training goes on "
+                f"without it, and {self.folder} keeps everything"
+            )
 
 
 def numbers(d: dict) -> dict[str, float]:
@@ -68,13 +177,14 @@ def numbers(d: dict) -> dict[str, float]:
     }
 
 
-class Tracker(Callback):
+class Tracker(_Guarded, Callback):
     """Logs one udl run to a tracker. Opened lazily on rank 0's first log, so other ranks open nothing."""
 
     name = "tracker"
 
     def __init__(self, backend: str, run_dir: Path, spec: dict, uri: str | None = None):
         self.backend, self.run_dir, self.spec, self.uri = backend, Path(run_dir), spec, uri
+        self.folder = self.run_dir
         self.mlflow_run_id: str | None = None
         self._writer = None
         self._client = None
@@ -93,6 +203,13 @@ class Tracker(Callback):
     # ---------------------------------------------------------------- logging
 
     def log_epoch(self, row: dict) -> None:
+        self._guarded(f"epoch {int(row['epoch'])}", lambda: self._log_epoch(row))
+
+    def finish(self, summary: dict, status: str = "finished") -> None:
+        """The summary's numbers, the run's figures and sample grids as images, and the run closed."""
+        self._guarded("the summary", lambda: self._finish(summary, status))
+
+    def _log_epoch(self, row: dict) -> None:
         step = int(row["epoch"])
         values = {k: v for k, v in numbers(row).items() if k not in ("epoch", "epochs")}
         self._open()
@@ -107,8 +224,7 @@ class Tracker(Callback):
             metrics = [Metric(k, v, ms, step) for k, v in values.items()]
             self._client.log_batch(self.mlflow_run_id, metrics=metrics)
 
-    def finish(self, summary: dict, status: str = "finished") -> None:
-        """The summary's numbers, the run's figures and sample grids as images, and the run closed."""
+    def _finish(self, summary: dict, status: str) -> None:
         self._open()
         final = {f"summary/{k}": v for k, v in numbers(summary).items()}
         images = sorted(
@@ -156,7 +272,9 @@ class Tracker(Callback):
             return
         if self._client is not None:
             return
-        self._client = _open_mlflow(self.uri)
+        from mlflow.tracking import MlflowClient
+
+        self._client = MlflowClient(tracking_uri=self.uri)  # checked before the run started
         if self.mlflow_run_id is None:  # a new run (a resumed one keeps its id from the checkpoint)
             experiment = self.run_dir.parent.name  # the task: ae, vae, denoise, finetune, gan
             found = self._client.get_experiment_by_name(experiment)
@@ -214,37 +332,45 @@ def tracker_for(train_cfg, run_dir: Path, spec: dict) -> Tracker | None:
 # ---------------------------------------------------------------- tuning: a parent run, a child per trial
 
 
-class TrialTracker:
+class TrialTracker(_Guarded):
     """One tuning trial in the tracker: a child MLflow run of the study's parent run, or its own
     TensorBoard folder (RUN/tensorboard/trial-0007). Opened by the worker that runs the trial."""
 
     def __init__(
         self, backend: str, study_dir: Path, number: int, params: dict, uri=None, parent=None
     ):
-        self.backend, self.number = backend, number
-        if backend == "tensorboard":
+        self.backend, self.number, self.uri, self.folder = backend, number, uri, Path(study_dir)
+        self.params = params
+        self._guarded(f"trial {number}", lambda: self._start(parent))
+
+    def _start(self, parent) -> None:
+        if self.backend == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(
-                log_dir=str(study_dir / "tensorboard" / f"trial-{number:04d}")
+                log_dir=str(self.folder / "tensorboard" / f"trial-{self.number:04d}")
             )
-            self.writer.add_text("params", "\n".join(f"{k}: {v}" for k, v in params.items()), 0)
-            self.params = params
+            text = "\n".join(f"{k}: {v}" for k, v in self.params.items())
+            self.writer.add_text("params", text, 0)
             return
         from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
 
-        self.client = _open_mlflow(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)  # checked before the study started
         parent_run = self.client.get_run(parent)
-        tags = {"mlflow.parentRunId": parent, "optuna.trial": str(number)}
+        tags = {"mlflow.parentRunId": parent, "optuna.trial": str(self.number)}
         run = self.client.create_run(
-            parent_run.info.experiment_id, run_name=f"trial {number}", tags=tags
+            parent_run.info.experiment_id, run_name=f"trial {self.number}", tags=tags
         )
         self.run_id = run.info.run_id
         self.client.log_batch(
-            self.run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()]
+            self.run_id, params=[Param(k, str(v)[:500]) for k, v in self.params.items()]
         )
 
     def log_epoch(self, epoch: int, row: dict) -> None:
+        self._guarded(f"trial {self.number}, epoch {epoch}", lambda: self._log_epoch(epoch, row))
+
+    def _log_epoch(self, epoch: int, row: dict) -> None:
         values = {k: v for k, v in numbers(row).items() if k not in ("epoch", "epochs")}
         if self.backend == "tensorboard":
             for k, v in values.items():
@@ -260,6 +386,9 @@ class TrialTracker:
 
     def end(self, state: str, value: float | None) -> None:
         """state: COMPLETE, PRUNED or FAIL (optuna's); value: the trial's objective when it has one."""
+        self._guarded(f"the end of trial {self.number}", lambda: self._end(state, value))
+
+    def _end(self, state: str, value: float | None) -> None:
         if self.backend == "tensorboard":
             from torch.utils.tensorboard.summary import hparams
 
@@ -286,29 +415,49 @@ def start_study(backend: str, study, study_dir: Path, base: dict, uri=None) -> s
     client = _open_mlflow(uri)
     if known:
         try:
-            client.get_run(known)
+            with http_limits():
+                client.get_run(known)
             return known
         except Exception:  # the parent lives in another tracking store: start one here
             pass
     from mlflow.entities import Param
 
-    found = client.get_experiment_by_name("tune")
-    exp_id = (
-        found.experiment_id if found else client.create_experiment("tune", _artifacts(uri, "tune"))
-    )
-    run = client.create_run(
-        exp_id, run_name=study.study_name, tags={"udl.study_dir": str(study_dir)}
-    )
     params = [Param(k, str(v)[:500]) for k, v in flatten(base).items() if k.split(".")[0] != "meta"]
-    client.log_batch(run.info.run_id, params=params)
+    try:
+        with http_limits():
+            found = client.get_experiment_by_name("tune")
+            exp_id = (
+                found.experiment_id
+                if found
+                else client.create_experiment("tune", _artifacts(uri, "tune"))
+            )
+            run = client.create_run(
+                exp_id, run_name=study.study_name, tags={"udl.study_dir": str(study_dir)}
+            )
+            client.log_batch(run.info.run_id, params=params)
+    except Exception as e:  # it answered the check a moment ago
+        raise SpecError(
+            f"--mlflow-uri {uri or '(MLflow default)'}: the study's parent run could not be "
+            f"created ({_reason(e)}); no trial has run"
+        ) from None
     study.set_user_attr("udl_mlflow_parent", run.info.run_id)
     return run.info.run_id
+
+
+class _StudyTracker(_Guarded):
+    def __init__(self, backend: str, uri: str | None, study_dir: Path):
+        self.backend, self.uri, self.folder = backend, uri, study_dir
 
 
 def finish_study(
     backend: str, parent: str | None, study_dir: Path, summary: dict, uri=None
 ) -> None:
     """The study's summary numbers and figures on its parent run (MLflow), or its own folder (TensorBoard)."""
+    call = lambda: _finish_study(backend, parent, study_dir, summary, uri)  # noqa: E731
+    _StudyTracker(backend, uri, study_dir)._guarded("the study's summary", call)
+
+
+def _finish_study(backend: str, parent: str | None, study_dir: Path, summary: dict, uri) -> None:
     images = (
         sorted((study_dir / "figures").glob("*.png")) if (study_dir / "figures").is_dir() else []
     )
@@ -328,8 +477,9 @@ def finish_study(
     if parent is None:
         return
     from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
 
-    client = _open_mlflow(uri)
+    client = MlflowClient(tracking_uri=uri)
     ms = int(__import__("time").time() * 1000)
     client.log_batch(
         parent, metrics=[Metric(f"summary.{k}", v, ms, 0) for k, v in numbers(summary).items()]
