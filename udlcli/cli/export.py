@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from udlcli import ui
-from udlcli.cli.common import friendly_errors
+from udlcli.cli.common import QuietReadOpt, friendly_errors, setup
 
 
 def export(
@@ -28,12 +28,17 @@ def export(
         Optional[Path],
         typer.Option(help="Folder to write (default RUN/export/<format>/); never overwritten."),
     ] = None,
+    quiet: QuietReadOpt = False,
 ) -> None:
     """Export a trained model for other programs; udlcli.load(folder) loads it back."""
+    setup(quiet)
     with friendly_errors():
         from udlcli.tasks.export import export as engine
 
         result = engine(run, format_, out)
+    if quiet:  # the folder alone, for scripts
+        ui.plain(f"{result.out}\n")
+        return
     for f in result.files:
         size = f.stat().st_size
         check = result.checked.get(f.stem)

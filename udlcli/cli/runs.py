@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -19,15 +19,26 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-RootArg = Annotated[Path, typer.Option("--root", help="The runs folder to list (default runs).")]
+OutArg = Annotated[
+    Path,
+    typer.Option("--out", help="The runs root to list, as every command's --out."),
+]
+# The option's name before it matched every other command's --out: old scripts keep working.
+OldRootArg = Annotated[Optional[Path], typer.Option("--root", hidden=True)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 @app.callback()
-def runs(ctx: typer.Context, root: RootArg = Path("runs"), json_: JsonOpt = False) -> None:
-    """List every run folder under --root; broken or half-written ones are listed as such."""
+def runs(
+    ctx: typer.Context,
+    out: OutArg = Path("runs"),
+    json_: JsonOpt = False,
+    old_root: OldRootArg = None,
+) -> None:
+    """List every run folder under --out; broken or half-written ones are listed as such."""
     if ctx.invoked_subcommand is not None:
         return
+    root = old_root if old_root is not None else out
     with friendly_errors():
         from udlcli.tasks.runs import list_runs
 

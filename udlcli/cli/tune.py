@@ -94,7 +94,10 @@ def tune(
     study_name: Annotated[
         Optional[str],
         typer.Option(
-            help="Study name; its outputs go to OUT/tune/<name>/ (default: <objective>-study).",
+            "--study-name",
+            "--name",
+            help="Study name; its outputs go to OUT/tune/<name>/ (default: <objective>-study). "
+            "The same name again continues that study.",
             rich_help_panel=STUDY,
         ),
     ] = None,
