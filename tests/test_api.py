@@ -72,16 +72,29 @@ def test_the_other_engines_take_dicts(latent_runs, tmp_path):
         udlcli.gan(42)
 
 
-def test_denoise_builds_the_cli_spec(monkeypatch):
-    """udlcli.denoise resolves a dict exactly as `udl denoise` resolves its flags (training it is the CLI's tests' job)."""
+def test_denoise_trains_the_cli_spec_and_scores_it(tmp_path):
+    """udlcli.denoise trains a DAE on the spec `udl denoise` resolves from the same values, then measures it."""
+    import yaml
+
     from udlcli.tasks.denoise import run as engine
 
-    seen = {}
-    monkeypatch.setattr(
-        engine, "train_and_evaluate", lambda spec, opts, compare: seen.update(spec=spec)
-    )
-    udlcli.denoise({"model": {"sigma": 0.3, "channels": 4}, "train": {"epochs": 2}})
-    want = engine.denoise_spec(
-        None, {"model.sigma": 0.3, "model.channels": 4, "train.epochs": 2}, None, None
-    )
-    assert seen["spec"] == want and seen["spec"].model.name == "dae"
+    given = {
+        "model": {"sigma": 0.3, "channels": 4},
+        "data": {"dataset": "mnist-sample", "limit": 300},
+        "train": {"epochs": 1},
+    }
+    r = udlcli.denoise(given, out=tmp_path / "runs")
+    assert r.run_dir.parent == tmp_path / "runs" / "denoise"
+    assert r.train_summary["epochs"] == 1 and r.train_summary["dataset"]["train_size"] == 300
+    flags = {"model.sigma": 0.3, "model.channels": 4, "data.dataset": "mnist-sample"}
+    want = engine.denoise_spec(None, {**flags, "data.limit": 300, "train.epochs": 1}, None, None)
+    written = yaml.safe_load((r.run_dir / "spec.yaml").read_text())
+    assert written["model"] == want.model.model_dump(mode="json")
+    assert written["train"] == want.train.model_dump(mode="json")
+    assert (written["model"]["name"], written["model"]["sigma"]) == ("dae", 0.3)
+    for noise in ("gaussian", "saltpepper", "both"):
+        row = r.table["rows"][noise]
+        assert row["noisy"]["psnr"] > 0 and row["dae"]["psnr"] > 0 and 0 < row["dae"]["ssim"] <= 1
+    assert udlcli.load(r.run_dir).kind == "dae"
+    with pytest.raises(SpecError, match="model.sigma"):
+        udlcli.denoise({"model": {"sigma": -1}}, out=tmp_path / "runs")

@@ -80,6 +80,14 @@ def test_missing_spec_file(tmp_path):
 def test_conflicting_model_names(tmp_path):
     f = tmp_path / "s.yaml"
     f.write_text("model: {name: ae}\n")
+    with pytest.raises(SpecError) as e:
+        resolve_spec("vae", str(f))
+    assert str(e.value) == (f"the command names model 'vae' but {f} has model.name 'ae'; drop one")
+    assert e.value.exit_code == 2
+    assert resolve_spec("ae", str(f)).model.name == "ae"  # the same name twice is no conflict
+
+
+def test_unknown_model():
     with pytest.raises(SpecError, match="unknown model 'vqvae'"):
         resolve_spec("vqvae")
 

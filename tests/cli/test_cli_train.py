@@ -97,7 +97,7 @@ def test_resume_extends_a_run(runner, runs):
 
 
 @pytest.fixture
-def bad_inputs(tmp_path, mnist_dir):
+def bad_inputs(tmp_path):
     cases = {}
     (tmp_path / "broken.yaml").write_text("train:\n  epochs: [1\n")
     cases["yaml that does not parse"] = (
@@ -130,16 +130,6 @@ def bad_inputs(tmp_path, mnist_dir):
     cases["random-bytes checkpoint"] = (
         ["train", "--resume", str(tmp_path / "rand_run")],
         "not a readable udl checkpoint",
-        1,
-    )
-    trunc = tmp_path / "trunc" / "MNIST" / "raw"
-    trunc.mkdir(parents=True)
-    for f in (mnist_dir / "MNIST" / "raw").glob("*.gz"):
-        data = f.read_bytes()
-        (trunc / f.name).write_bytes(data[: len(data) // 2] if "train-images" in f.name else data)
-    cases["truncated gz"] = (
-        ["train", "ae", "--data-dir", str(tmp_path / "trunc")],
-        "corrupt or truncated",
         1,
     )
     (tmp_path / "empty_folder").mkdir()
@@ -175,10 +165,33 @@ def test_bad_input_is_one_line_and_writes_nothing(runner, tmp_path, bad_inputs):
         assert not out.exists(), f"{label}: a run folder was created"
 
 
-def test_debug_env_shows_traceback(runner, tmp_path, monkeypatch):
-    monkeypatch.setenv("UDL_DEBUG", "1")
-    r = runner.invoke(app, ["train", "--config", str(tmp_path / "missing.yaml")])
-    assert r.exit_code != 0 and r.exception is not None
+def test_truncated_data_is_one_line_and_writes_nothing(runner, tmp_path, mnist_dir):
+    """The one bad input that needs full MNIST: its files with the training images cut in half."""
+    trunc = tmp_path / "trunc" / "MNIST" / "raw"
+    trunc.mkdir(parents=True)
+    for f in (mnist_dir / "MNIST" / "raw").glob("*.gz"):
+        data = f.read_bytes()
+        (trunc / f.name).write_bytes(data[: len(data) // 2] if "train-images" in f.name else data)
+    out = tmp_path / "runs"
+    r = runner.invoke(
+        app, ["train", "ae", "--data-dir", str(tmp_path / "trunc"), "--out", str(out)]
+    )
+    assert r.exit_code == 1, r.output
+    assert "corrupt or truncated" in _only_error_line(r)
+    assert not out.exists()
+
+
+def test_debug_env_shows_traceback(runner, tmp_path):
+    args = ["train", "--config", str(tmp_path / "missing.yaml")]
+    quiet = runner.invoke(app, args)  # without UDL_DEBUG: one line, no traceback
+    assert quiet.exit_code == 2 and "missing.yaml" in _only_error_line(quiet)
+    env = {**os.environ, "UDL_DEBUG": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "udlcli", *args], env=env, capture_output=True, text=True
+    )
+    assert r.returncode != 0
+    assert "Traceback (most recent call last)" in r.stderr, r.stderr
+    assert "udlcli.errors.SpecError" in r.stderr and "missing.yaml" in r.stderr.splitlines()[-1]
 
 
 def test_help_does_not_import_torch():

@@ -37,19 +37,32 @@ def test_truncated_checkpoint(tmp_path):
 
 
 class Evil:
+    """What a malicious pickle does: its __reduce__ makes unpickling call a function of its choice."""
+
     def __reduce__(self):
-        return (os.system, ("echo pwned > /dev/null",))
+        return (os.system, ("touch PWNED",))
 
 
-def test_pickled_code_is_never_run(tmp_path):
+def test_pickled_code_is_never_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the payload would leave its marker
     p = tmp_path / "evil.pt"
     torch.save(
         {"format": "udl-checkpoint/1", "payload": Evil()},
         p,
         pickle_protocol=pickle.DEFAULT_PROTOCOL,
     )
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="not a readable udl checkpoint"):
         load_checkpoint(p)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_plain_torch_load_would_have_run_it(tmp_path, monkeypatch):
+    # The control for the test above: the same file through torch.load without weights_only runs the command.
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "evil.pt"
+    torch.save({"format": "udl-checkpoint/1", "payload": Evil()}, p)
+    torch.load(p, weights_only=False)
+    assert (tmp_path / "PWNED").exists()
 
 
 def test_foreign_torch_file(tmp_path):
