@@ -19,6 +19,7 @@ import time
 import numpy as np
 import torch
 
+from udlcli.core.contracts import Encodes
 from udlcli.core.device import resolve_device
 from udlcli.core.latent import encode, run_dataset
 from udlcli.core.loading import load_run
@@ -72,7 +73,7 @@ def main() -> None:
 
     from sklearn.manifold import trustworthiness
 
-    loaded = load_run(args.run, kinds=("ae", "vae"))
+    loaded = load_run(args.run, needs=(Encodes,))
     data = run_dataset(loaded, args.data_dir)
     test = data.test if args.n is None else data.test.subset(torch.arange(args.n))
     codes = encode(loaded.model, test, resolve_device("cpu"))

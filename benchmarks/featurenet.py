@@ -2,7 +2,7 @@
 
 The issue asks for >= 99.0% MNIST test accuracy, about a minute of CPU training with a progress
 bar, and reuse afterwards. This trains the network exactly as `udl evaluate` does on first use
-(udlcli.tasks.evaluate.featurenet.featurenet_for) into a throwaway cache, then calls it again, and prints
+(udlcli.tasks.evaluate.training.featurenet_for) into a throwaway cache, then calls it again, and prints
 the machine, the accuracy, the training wall time against the issue's 60 s, and the ratio of the
 first call to the cached one.
 
@@ -38,7 +38,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["XDG_CACHE_HOME"] = tmp  # a fresh user cache: the data dir may be read-only
         from udlcli.data import load_dataset
-        from udlcli.tasks.evaluate.featurenet import featurenet_for
+        from udlcli.tasks.evaluate.training import featurenet_for
 
         data = load_dataset(args.dataset, args.data_dir)
         t0 = time.perf_counter()

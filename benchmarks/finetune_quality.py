@@ -106,7 +106,7 @@ def svm_ceiling(run_dir: Path, limit: int) -> tuple[float, float]:
     from udlcli.tasks.finetune.scores import features_of
 
     t0 = time.perf_counter()
-    clf = load_run(run_dir, kinds=("classifier",))
+    clf = load_run(run_dir, family="classifier")
     d = clf.spec.data
     data = load_dataset(d.dataset, d.data_dir, d.limit)
     train, _ = data.split(d.val_fraction, clf.spec.train.seed)

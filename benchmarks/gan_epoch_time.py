@@ -18,10 +18,11 @@ import time
 
 import torch
 
+from udlcli.core.spec import resolve_spec
 from udlcli.core.trainer import Trainer
 from udlcli.data import load_dataset
-from udlcli.tasks.gan import GanTrainConfig, resolve_gan_spec
-from udlcli.tasks.gan.run import build
+from udlcli.models import get
+from udlcli.models.gan import GanTrainConfig
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f}"
     )
     data = load_dataset("mnist")
-    spec = resolve_gan_spec(None, {"train.device": "cpu", "train.batch_size": a.batch_size})
+    spec = resolve_spec("gan", None, {"train.device": "cpu", "train.batch_size": a.batch_size})
     n_batches = data.train.n_batches(a.batch_size)
     epochs = spec.train.epochs
     base = None
@@ -45,7 +46,8 @@ def main() -> None:
     for t in (int(x) for x in a.threads.split(",")):
         torch.set_num_threads(t)
         torch.manual_seed(spec.train.seed)
-        trainer = Trainer(build(spec), spec.train, data.train, None, torch.device("cpu"))
+        model = get("gan").build(spec.model, spec.data)
+        trainer = Trainer(model, spec.train, data.train, None, torch.device("cpu"))
         batches = trainer.train_data.batches(a.batch_size, trainer.shuffle_gen)
         for _ in range(3):
             trainer.model.train_step(*next(batches), trainer.optimizers)

@@ -17,8 +17,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.neighbors import KNeighborsClassifier
 
+from udlcli.core.generate import generate_run as generate_vae
 from udlcli.data import load_dataset
-from udlcli.tasks.sample.vae import generate_vae
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ def test_load_errors_are_one_line(latent_runs, tmp_path):
     model = udlcli.load(latent_runs["ae"])
     with pytest.raises(DataError, match=r"images of shape \(2, 3, 32, 32\): this ae run takes"):
         model.encode(np.zeros((2, 3, 32, 32), np.float32))
-    with pytest.raises(SpecError, match="has no classify"):
+    with pytest.raises(SpecError, match="cannot classify images"):
         model.classify(torch.zeros(1, 1, 28, 28))
     with pytest.raises(SpecError, match="udlcli.train: give a RunSpec"):
         udlcli.train(42)

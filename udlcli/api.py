@@ -5,6 +5,7 @@
     z = model.encode(images)                 # images (B, C, H, W) in [0, 1] -> codes (B, d)
     x_hat = model.reconstruct(images)        # (B, C, H, W) in [0, 1]
     samples = model.sample(64, seed=0)       # (64, C, H, W) in [0, 1], drawn as `udl sample` draws
+                                             # (each works when the model can: a one-line error otherwise)
 
     result = udlcli.train({"model": {"name": "ae"}, "train": {"epochs": 2}})   # or a YAML path
 
@@ -23,10 +24,9 @@ import numpy as np
 import torch
 
 from udlcli.config import flatten
-from udlcli.core.loading import load_run
+from udlcli.core import contracts
+from udlcli.core.loading import cannot, load_run
 from udlcli.errors import DataError, SpecError
-
-KINDS = ("ae", "vae", "dae", "gan", "classifier", "lenet")
 
 
 @dataclass
@@ -34,10 +34,11 @@ class Model:
     """A trained udl model in eval mode on `device` (the CPU unless load() is told otherwise)."""
 
     module: torch.nn.Module
-    """The torch module: the whole model, or a GAN's generator."""
+    """The torch module (a GAN's holds G and D)."""
     kind: str
+    """Its family's name (udlcli.models.REGISTRY)."""
     spec: Any
-    """The run's validated spec (RunSpec, or GanSpec for a GAN)."""
+    """The run's validated spec (its family's RunSpec class)."""
     run_dir: Path
     """The run folder, or the export folder it was loaded from."""
     device: torch.device
@@ -48,58 +49,54 @@ class Model:
         return tuple(self.spec.data.image_shape)
 
     @torch.no_grad()
-    def encode(self, images) -> torch.Tensor:
-        """Images -> latent codes (B, d) (an AE's bottleneck, a VAE's posterior mean, a classifier's features)."""
-        return self._need("encode")(self._images(images)).cpu()
+    def encode(self, images, layer: str | None = None) -> torch.Tensor:
+        """Images -> features (B, d): a layer of an encoder (None: its default, an AE's code, a VAE's
+        posterior mean, a self-supervised backbone's output), or a classifier's features."""
+        x = self._images(images)
+        if isinstance(self.module, contracts.Encodes):
+            return self.module.feature_extractor(layer)(x).cpu()
+        return self._need(contracts.Classifies).encode(x).cpu()
 
     @torch.no_grad()
     def decode(self, z) -> torch.Tensor:
         """Latent codes (B, d) -> images (B, C, H, W) in [0, 1]."""
         z = torch.as_tensor(np.asarray(z, dtype=np.float32)).to(self.device)
-        return self._need("decode")(z).clamp(0, 1).cpu()
+        return self._need(contracts.Reconstructs).decode(z).clamp(0, 1).cpu()
 
     @torch.no_grad()
     def reconstruct(self, images) -> torch.Tensor:
         """Images -> the model's reconstructions (a DAE's: denoised), (B, C, H, W) in [0, 1]."""
-        return self._need("reconstruct")(self._images(images)).clamp(0, 1).cpu()
+        return (
+            self._need(contracts.Reconstructs).reconstruct(self._images(images)).clamp(0, 1).cpu()
+        )
 
     @torch.no_grad()
     def classify(self, images) -> torch.Tensor:
         """A classifier's class indices (B,)."""
-        if self.kind not in ("classifier", "lenet"):
-            raise SpecError(f"a {self.kind} model has no classify(); load a finetune or LeNet run")
-        return self.module(self._images(images)).argmax(1).cpu()
+        m = self._need(contracts.Classifies)
+        return m.classify(m.encode(self._images(images))).argmax(1).cpu()
 
     def sample(
-        self, n: int = 64, seed: int = 0, data_dir: str | Path | None = None
+        self, n: int = 64, seed: int = 0, data_dir: str | Path | None = None, **options
     ) -> torch.Tensor:
-        """n new images (n, C, H, W) in [0, 1], seeded, as `udl sample` draws them: a VAE's prior, a
-        GAN's generator, or for an AE a Gaussian fitted to its training codes (it loads the run's data)."""
-        if self.kind == "vae":
-            from udlcli.tasks.sample.vae import prior_samples
+        """n new images (n, C, H, W) in [0, 1], seeded, as `udl sample` draws them (a model fitted to
+        its training codes first, like the AE's Gaussian, loads the run's data for that)."""
+        from udlcli.core import generate
+        from udlcli.core.loading import LoadedRun
 
-            return prior_samples(self.module, n, seed, self.device)
-        if self.kind == "gan":
-            from udlcli.tasks.sample.gan import draw
-
-            return draw(self.module, self.spec, n, seed, self.device)
-        if self.kind == "ae":
-            from udlcli.core.latent import decode, encode
-            from udlcli.data import load_configured
-            from udlcli.tasks.sample.ae import LatentDensity
-
-            data = load_configured(self.spec.data, str(data_dir) if data_dir else None)
-            codes = encode(self.module, data.train, self.device)
-            return decode(self.module, LatentDensity(codes, 1, seed).draw(n), self.device)
-        raise SpecError(f"a {self.kind} model does not sample; load an AE, VAE or GAN run")
+        self._need(contracts.Generates)
+        fit_opts, gen_opts = generate.split_options(self.module, options, "udlcli.Model.sample")
+        if isinstance(self.module, contracts.FitsSampler):
+            loaded = LoadedRun(self.module, self.spec, self.run_dir, self.run_dir, {}, self.kind)
+            generate.fit(loaded, self.device, seed, data_dir, **fit_opts)
+        return generate.draw(self.module, n, seed, self.device, **gen_opts)
 
     # ---------------------------------------------------------------- helpers
 
-    def _need(self, method: str):
-        fn = getattr(self.module, method, None)
-        if fn is None:
-            raise SpecError(f"a {self.kind} model has no {method}()")
-        return fn
+    def _need(self, capability: type):
+        if not isinstance(self.module, capability):
+            raise SpecError(cannot(self.kind, [capability]))
+        return self.module
 
     def _images(self, images: Any) -> torch.Tensor:
         x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
@@ -129,17 +126,7 @@ def load(path: str | Path | None = None, device: str = "cpu", root: str | Path =
 
 
 def _from_run(path: Path | None, root):
-    from udlcli.core import runs
-    from udlcli.core.checkpoint import load_checkpoint
-
-    if path is not None:
-        run_dir, ck = runs.resolve_checkpoint(path, root, ("ae",), prefer="best")
-        if load_checkpoint(ck).get("kind") == "gan":
-            from udlcli.tasks.sample.gan import load_generator
-
-            g, spec, run_dir, _ = load_generator(path, root)
-            return g, "gan", spec, run_dir
-    run = load_run(path, root, kinds=KINDS)
+    run = load_run(path, root)
     return run.model, run.kind, run.spec, run.run_dir
 
 
@@ -149,8 +136,9 @@ def _from_export(folder: Path):
 
     from safetensors.torch import load_file
 
-    from udlcli.config import validate
+    from udlcli.core.spec import parse_spec
     from udlcli.errors import CheckpointError
+    from udlcli.models import REGISTRY
 
     try:
         config = json.loads((folder / "config.json").read_text())
@@ -164,20 +152,10 @@ def _from_export(folder: Path):
     if not weights.is_file():
         raise CheckpointError(f"{folder}: no model.safetensors; export it again with udl export")
     kind = config.get("kind")
-    if kind == "gan":
-        from udlcli.models.gan import build_generator
-        from udlcli.tasks.gan.spec import GanSpec
-
-        spec = validate(GanSpec, config["spec"], source=str(folder / "config.json"))
-        module = build_generator(spec.model, spec.data.image_shape)
-    elif kind in KINDS:
-        from udlcli.core.spec import RunSpec
-        from udlcli.models import get
-
-        spec = validate(RunSpec, config["spec"], source=str(folder / "config.json"))
-        module = get(kind).build(spec.model, spec.data)
-    else:
+    if kind not in REGISTRY:
         raise CheckpointError(f"{folder}: config.json names kind {kind!r}, which udl does not know")
+    spec = parse_spec(config["spec"], source=str(folder / "config.json"))
+    module = REGISTRY[kind].build(spec.model, spec.data)
     try:
         module.load_state_dict(load_file(str(weights)))
     except Exception as e:  # a corrupt file or weights of another spec
@@ -223,14 +201,15 @@ def finetune(spec, **options):
 
 
 def gan(spec=None, **options):
-    """`udl gan`: the report's GAN, or a DCGAN (spec: a dict, YAML path or GanSpec; None: the defaults)."""
+    """`udl gan` (`udl train gan`): the report's GAN, or a DCGAN (spec: a dict, YAML path or RunSpec; None: the defaults)."""
     from udlcli.core.lifecycle import RunOptions
-    from udlcli.tasks.gan import run as engine
-    from udlcli.tasks.gan.spec import GanSpec, resolve_gan_spec
+    from udlcli.core.spec import RunSpec, resolve_spec
+    from udlcli.tasks.train import train as engine
 
-    if not isinstance(spec, GanSpec):
-        spec = resolve_gan_spec(*_file_and_flags(spec or {}))
-    return engine.train_gan(spec, RunOptions(**options))
+    if not isinstance(spec, RunSpec):
+        path, flags = _file_and_flags(spec or {})
+        spec = resolve_spec("gan", path, flags, None)
+    return engine(spec, RunOptions(**options))
 
 
 def _file_and_flags(spec) -> tuple[str | None, dict]:

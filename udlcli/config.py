@@ -8,6 +8,7 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from udlcli.datasets import DATASET_NAMES
 from udlcli.errors import SpecError
 
 # Keys written into a run's spec.yaml by udl itself; ignored when a spec is read back.
@@ -24,20 +25,6 @@ class Strict(BaseModel):
     """Base for every config section: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-DATASET_NAMES = (
-    "mnist",
-    "fashion-mnist",
-    "kmnist",
-    "mnist-sample",
-    "cifar10",
-    "cifar100",
-    "svhn",
-    "stl10",
-    "stl10-unlabeled",
-    "celeba",
-)
 
 
 class DataConfig(Strict):
@@ -101,13 +88,25 @@ class DataConfig(Strict):
 class TrainConfig(Strict):
     epochs: int = Field(20, ge=1, le=100_000)
     batch_size: int = Field(256, ge=1, le=65_536)
-    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    """adamw: Adam with decoupled weight decay (Loshchilov and Hutter), the usual choice for U-Nets and ResNets."""
     lr: float = Field(2.218e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(1.01e-5, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     """Used by SGD and RMSprop only."""
     scheduler: Literal["none", "cosine"] = "none"
-    """cosine: the learning rate follows a half cosine from lr to 0 over all steps."""
+    """cosine: the learning rate follows a half cosine from lr to 0 over all steps (after the warmup)."""
+    warmup_steps: int = Field(0, ge=0, le=10_000_000)
+    """Raise the learning rate linearly from lr/warmup_steps to lr over this many optimiser steps first."""
+    grad_clip: Optional[float] = Field(None, gt=0.0)
+    """Clip the gradients' global L2 norm to this before each step (unscaled first under 16-mixed); None: no clipping."""
+    ema: Optional[float] = Field(None, gt=0.0, lt=1.0)
+    """Keep an exponential moving average of the weights with this decay (0.999: about the last 1,000 steps);
+    validation, the test numbers, samples and exports then use the averaged weights. None: off."""
+    drop_last: bool = False
+    """Skip each epoch's last batch when it is smaller than batch_size (losses that need full batches)."""
+    n_fixed: int = Field(64, ge=2, le=1024)
+    """Models that generate: the size of the fixed noise batch decoded after every epoch (samples/, progress.gif)."""
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["32", "bf16", "16-mixed"] = "32"

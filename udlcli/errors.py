@@ -43,24 +43,6 @@ class Interrupted(UdlError):
 
 # ---------------------------------------------------------------- wording shared by the messages
 
-KIND_NAMES = {
-    "ae": "AE",
-    "vae": "VAE",
-    "dae": "DAE",
-    "gan": "GAN",
-    "classifier": "classifier",
-    "lenet": "LeNet",
-}
-"""How a run kind (payload['kind']) is written in messages."""
-
-
-def a_kind(kind: str | None) -> str:
-    """'an AE', 'a VAE', 'a classifier', 'an unknown' ... for 'X is <a_kind> run'."""
-    name = KIND_NAMES.get(kind or "", kind or "unknown")
-    # An initialism is read letter by letter: "an" before A, E, F, H, I, L, M, N, O, R, S, X.
-    vowel = name[0] in "AEFHILMNORSX" if name.isupper() else name[0].lower() in "aeiou"
-    return f"{'an' if vowel else 'a'} {name}"
-
 
 def shorten(text: str, width: int = 120) -> str:
     """The first line of text, cut at a word boundary with an ellipsis when longer than width: never mid-word."""

@@ -86,3 +86,11 @@ def ssim(
 def psnr_from_mse(mse: float, data_range: float = 1.0) -> float:
     """PSNR in dB of a mean squared error (for one-number summaries); capped at MAX_PSNR."""
     return MAX_PSNR if mse <= 0 else min(MAX_PSNR, 10 * math.log10(data_range**2 / mse))
+
+
+def mean_pairwise_distance(images: torch.Tensor) -> float:
+    """Mean RMS pixel distance over all pairs of images (B, C, H, W) in [0, 1]; 0 when all are identical."""
+    flat = images.detach().float().reshape(len(images), -1).cpu()
+    d = torch.cdist(flat, flat) / math.sqrt(flat.shape[1])  # (B, B) RMS distances
+    n = len(flat)
+    return float(d.sum() / (n * (n - 1))) if n > 1 else 0.0

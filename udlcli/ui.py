@@ -5,13 +5,33 @@ from __future__ import annotations
 import os
 import re
 
-from rich.console import Console
-from rich.markup import escape
-
-# soft_wrap: a long line is printed whole (the terminal may fold it), never split with a newline of ours, so logs
-# and pipes keep one line per message. Tables still fit the width (see table()).
-console = Console(highlight=False, soft_wrap=True)
 _quiet = False
+
+
+def _console():
+    """The console, made on first use: rich takes ~45 ms to import, which `udl --help` need not pay."""
+    c = globals().get("console")
+    if c is None:
+        from rich.console import Console
+
+        # soft_wrap: a long line is printed whole (the terminal may fold it), never split with a newline
+        # of ours, so logs and pipes keep one line per message. Tables still fit the width (see table()).
+        c = globals()["console"] = Console(highlight=False, soft_wrap=True)
+    return c
+
+
+def __getattr__(name: str):
+    # `ui.console` (PEP 562): made on first use, then an ordinary module attribute (tests may replace it).
+    if name == "console":
+        return _console()
+    raise AttributeError(f"module 'udlcli.ui' has no attribute {name!r}")
+
+
+def escape(text: str) -> str:
+    """Text with rich's markup brackets escaped (a path may hold [brackets])."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def set_quiet(quiet: bool) -> None:
@@ -25,7 +45,7 @@ def is_quiet() -> bool:
 
 def live_enabled() -> bool:
     """Live progress bars only on a real terminal and without --quiet; else one line per epoch."""
-    return console.is_terminal and not _quiet and not os.environ.get("CI")
+    return _console().is_terminal and not _quiet and not os.environ.get("CI")
 
 
 def track(items, description: str):
@@ -33,19 +53,21 @@ def track(items, description: str):
     if live_enabled():
         from rich.progress import track as rich_track
 
-        return rich_track(items, description=description, console=console, transient=True)
+        return rich_track(items, description=description, console=_console(), transient=True)
     info(f"{description} ...")
     return items
 
 
 def info(msg: str) -> None:
     if not _quiet:
-        console.print(msg)
+        _console().print(msg)
 
 
 def warn(msg: str) -> None:
     # Warnings print even with --quiet: they say something about the results.
-    console.print(f"[yellow]warning:[/] {escape(msg)}", soft_wrap=True)
+    from rich.markup import escape
+
+    _console().print(f"[yellow]warning:[/] {escape(msg)}", soft_wrap=True)
 
 
 _NUMBER = re.compile(
@@ -86,7 +108,7 @@ def print_table(table, width: int | None = None) -> None:
         hi.append(
             max([len(line) for t in cells + head for line in t.splitlines()] + [levels[0][-1]])
         )
-    width = width or console.width
+    width = width or _console().width
     n = len(table.columns)
     chrome = _chrome(table)  # rules, padding and separators: what the table adds around its cells
     if sum(levels[0]) + chrome > width:
@@ -107,14 +129,12 @@ def print_table(table, width: int | None = None) -> None:
     for col, w in zip(table.columns, widths):
         col.width, col.overflow, col.no_wrap = w, "fold", False
     # rich never prints wider than its console: a wider layout (piped output) needs a console of that width.
-    out = (
-        console
-        if width <= console.width
-        else Console(
-            file=console.file, width=width, highlight=False, color_system=console.color_system
-        )
-    )
-    out.print(table)
+    con = _console()
+    if width > con.width:
+        from rich.console import Console
+
+        con = Console(file=con.file, width=width, highlight=False, color_system=con.color_system)
+    con.print(table)
 
 
 def _chrome(table) -> int:
@@ -127,6 +147,8 @@ def _chrome(table) -> int:
     for col in probe.columns:
         col.width, col._cells = 1, ["x"] * len(col._cells)
         col.header, col.footer = ("x" if table.show_header else ""), ""
+    from rich.console import Console
+
     c = Console(file=io.StringIO(), width=10_000)
     c.print(probe)
     return max(len(line) for line in c.file.getvalue().splitlines()) - len(table.columns)
@@ -134,10 +156,10 @@ def _chrome(table) -> int:
 
 def raw(text: str) -> None:
     """Write text to the console's stream untouched, tabs included (rich would expand them): TSV for pipes."""
-    console.file.write(text)
-    console.file.flush()
+    _console().file.write(text)
+    _console().file.flush()
 
 
 def plain(text: str) -> None:
     """Write text exactly as it is (no markup, highlighting or wrapping): YAML and JSON that other programs read."""
-    console.out(text, end="", highlight=False)
+    _console().out(text, end="", highlight=False)

@@ -61,7 +61,7 @@ def test_quiet_help_of_commands_without_epochs(runner, command):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["tune", "vae"], "unknown objective; choose ae"),
+        (["tune", "vae"], "unknown objective; choose one of: ae"),
         (["train", "--epochs", "x"], "--epochs"),
         (["train", "--no-such-option"], "No such option"),
         (["no-such-command"], "No such command"),

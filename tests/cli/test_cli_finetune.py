@@ -133,7 +133,7 @@ def test_bad_input_is_one_line(trained, runner, tmp_path):
         ),
         (
             ["finetune", str(runs / "finetune" / "finetune"), "--out", str(runs)],
-            "is a classifier run, not an AE or a DAE run",
+            "is a classifier run: a classifier cannot encode images",
         ),
     ]
     for args, expect in cases:

@@ -96,7 +96,8 @@ def test_gan_fills_its_run_folder(gan_run, runner):
 def test_sample_gan_grid_and_individual(gan_run, runner, tmp_path):
     r = runner.invoke(app, ["sample", "gan", str(gan_run), "--n", "16", "--seed", "3"])
     assert r.exit_code == 0, r.output
-    assert (gan_run / "samples" / "gan_samples_seed3.png").is_file()
+    assert (gan_run / "samples" / "gan_samples.png").is_file()
+    assert json.loads((gan_run / "samples" / "gan_samples.json").read_text())["seed"] == 3
     pngs = tmp_path / "pngs"
     r = runner.invoke(
         app, ["sample", "gan", str(gan_run), "--n", "5", "--individual", "--to", str(pngs)]
@@ -107,7 +108,7 @@ def test_sample_gan_grid_and_individual(gan_run, runner, tmp_path):
 
 
 def test_generate_gan_is_seeded(gan_run):
-    from udlcli.tasks.sample.gan import generate_gan
+    from udlcli.core.generate import generate_run as generate_gan
 
     a, b, c = (
         generate_gan(gan_run, 20, seed=1),
@@ -125,7 +126,7 @@ def test_bad_input_is_one_line(runner, runs, tmp_path, gan_run):
         (["gan", "--arch", "unknown"], "model.arch"),
         (["gan", "--resume", str(gan_run), "--lr", "1e-3"], "only --epochs and --device"),
         (["sample", "gan", str(gan_run), "--n", "0"], "--n 0"),
-        (["sample", "gan", "--out", str(tmp_path / "empty")], "make one first (udl gan)"),
+        (["sample", "gan", "--out", str(tmp_path / "empty")], "make one first (udl train gan)"),
     ):
         r = runner.invoke(app, args)
         assert r.exit_code != 0 and expect in _only_error_line(r), (args, r.output)

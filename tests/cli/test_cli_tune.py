@@ -220,7 +220,7 @@ def test_tune_finetune_on_an_ae_run_and_refuse_other_runs(runner, runs, tmp_path
             "-q",
         ],
     )
-    assert r.exit_code != 0 and "not an AE" in _one_error(r)
+    assert r.exit_code != 0 and "cannot encode images" in _one_error(r)
     assert not (runs / "tune" / "wrong").exists()
 
 

@@ -63,8 +63,9 @@ def summary(run: Path) -> dict:
 # ---------------------------------------------------------------- equivalence
 
 
+@pytest.mark.slow  # every family on 2 ranks in CI: tests/models/test_families.py
 def test_ae_two_ranks_train_as_one_process(tmp_path):
-    """2 epochs on mnist-sample (126 steps of the global batch 64): the same weights to 1e-5 after
+    """2 epochs on mnist-sample (100 steps of the global batch 64): the same weights to 1e-5 after
     every step's all-reduce, so the same test MSE, all-reduced validation and checkpoints."""
     common = ["train", "ae", "--dataset", "mnist-sample", "--epochs", "2", "--device", "cpu"]
     ok(udl(*common, "--name", "one", cwd=tmp_path))
@@ -101,6 +102,7 @@ def test_gan_one_step_matches_one_process(tmp_path):
     assert float(g.max()) <= 2 * lr
 
 
+@pytest.mark.slow  # the GAN's 2 ranks in CI: the one-step test above
 def test_gan_two_epochs_within_two_percent(tmp_path):
     common = ["gan", "--dataset", "mnist-sample", "--epochs", "2", "--device", "cpu"]
     common += ["--set", "model.dropout=0"]
@@ -247,17 +249,19 @@ def test_shards_cover_a_batch_once(monkeypatch):
         assert max(p.stop - p.start for p in parts) - min(p.stop - p.start for p in parts) <= 1
 
 
-def test_draw_rows_slices_the_global_draw(monkeypatch):
+def test_rows_slice_the_global_draw():
+    from udlcli.rows import Rows
+
     torch.manual_seed(0)
     whole = torch.randn(10, 3)
-    monkeypatch.setattr(distributed, "world", lambda: distributed.World(1, 2))
-    distributed.set_global_rows(10)
-    try:
-        torch.manual_seed(0)
-        mine = distributed.draw_rows(torch.randn, (5, 3), "cpu")
-    finally:
-        distributed.set_global_rows(None)
+    torch.manual_seed(0)
+    mine = Rows(10, slice(5, 10)).randn((5, 3), "cpu")
     assert torch.equal(mine, whole[5:])
+    torch.manual_seed(0)
+    assert torch.equal(Rows().randn((10, 3), "cpu"), whole)  # alone: the batch is the draw
+    g = torch.Generator().manual_seed(3)
+    seeded = Rows(10, slice(0, 5)).rand((5, 3), "cpu", generator=g)
+    assert torch.equal(seeded, torch.rand(10, 3, generator=torch.Generator().manual_seed(3))[:5])
 
 
 def test_launch_flags_are_taken_off_the_ranks_arguments():

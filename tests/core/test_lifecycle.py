@@ -42,7 +42,15 @@ def base(tmp_path_factory):
     return {"root": root, "ae": ae, "classifier": root / "base" / "finetune" / "finetune"}
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
+# train ae and finetune run in CI; the other commands share their code path (the train engine, by
+# family) and are slow, beside the conformance suite's resume of every family.
+@pytest.mark.parametrize(
+    "command",
+    [
+        c if c in ("train ae", "finetune") else pytest.param(c, marks=pytest.mark.slow)
+        for c in COMMANDS
+    ],
+)
 def test_every_command_resumes_by_the_same_rules(command, base, runner, tmp_path):
     make, where, changing = COMMANDS[command]
     verb = make[0]

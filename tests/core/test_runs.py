@@ -64,15 +64,16 @@ def test_load_run_checks_the_kind(tmp_path):
         sets=["data.dataset=mnist-sample", "data.limit=500", "train.epochs=1", "model.channels=4"],
     )
     r = engine.train(spec, engine.RunOptions(out=tmp_path))
-    loaded = load_run(None, tmp_path, ("ae",))
+    loaded = load_run(None, tmp_path, family="ae")
     assert loaded.run_dir == r.run_dir and loaded.kind == "ae" and not loaded.model.training
     assert loaded.model.encode(torch.zeros(2, 1, 28, 28)).shape == (2, 7)
     with pytest.raises(CheckpointError, match="is an AE run, not a VAE run; try udl sample ae"):
-        load_run(r.run_dir, tmp_path, ("vae",), hint="try udl sample ae")
+        load_run(r.run_dir, tmp_path, family="vae", hint="try udl sample ae")
 
 
 def test_messages_are_cut_at_a_word_and_name_kinds_properly():
-    from udlcli.errors import a_kind, shorten
+    from udlcli.errors import shorten
+    from udlcli.models.registry import a_kind
 
     text = (
         "Weights only load failed. This file can still be loaded, to do so you have two options, do those steps only if you trust the source. "

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -33,6 +28,7 @@ def _weights(run_dir, name="last.pt"):
     return load_checkpoint(run_dir / "weights" / name)["model"]
 
 
+@pytest.mark.slow  # every family's exact resume: tests/models/test_families.py
 def test_two_epochs_equal_one_plus_resumed_one(runs):
     # Without a schedule: a cosine schedule runs over the epochs asked for, so extending a run changes it
     # (an interrupted run resumed to the same epochs is exact with any schedule: test_resume_after_sigkill).
@@ -111,67 +107,6 @@ def test_ctrl_c_saves_and_resumes(runs, monkeypatch):
 
 # `python -m udlcli` that kills itself with SIGKILL right after optimiser step KILL_AT_STEP: a kill -9
 # at a known point (an outside kill lands wherever the poll happens to see a checkpoint).
-KILLED_AT_STEP = """
-import os, signal, sys
-from torch.optim.optimizer import register_optimizer_step_post_hook
-steps = 0
-def kill(*_):
-    global steps
-    steps += 1
-    if steps == int(os.environ["KILL_AT_STEP"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-register_optimizer_step_post_hook(kill)
-from udlcli.cli.app import main
-sys.argv[0] = "udl"
-main()
-"""
-
-
-@pytest.fixture
-def one_thread():
-    """torch on one thread, as the killed run's process: the same reduction order, the same bits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_resume_after_sigkill(tmp_path, runner, one_thread):
-    """kill -9 an AE run in epoch 3 of 4; --resume ends with the weights and history of the same run never stopped."""
-    from udlcli.cli.app import app
-
-    # 480 training images in batches of 32: 15 steps an epoch; the default cosine schedule over 4 epochs.
-    args = ["train", "ae", "--dataset", "mnist-sample", "--limit", "600", "--channels", "4"]
-    args += ["--batch-size", "32", "--epochs", "4", "--device", "cpu", "-q"]
-    ref = runner.invoke(app, [*args, "--out", str(tmp_path / "ref")])
-    assert ref.exit_code == 0, ref.output
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "KILL_AT_STEP": "38"}  # epoch 3, its 8th step
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_AT_STEP, *args, "--out", str(tmp_path / "killed")],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    run = tmp_path / "killed" / "ae" / "ae"
-    assert load_checkpoint(run / "weights" / "last.pt")["epoch"] == 2
-    resumed = runner.invoke(app, ["train", "--resume", str(run), "-q"])
-    assert resumed.exit_code == 0, resumed.output
-    a = load_checkpoint(tmp_path / "ref" / "ae" / "ae" / "weights" / "last.pt")
-    b = load_checkpoint(run / "weights" / "last.pt")
-    assert a["epoch"] == b["epoch"] == 4
-    assert a["model"].keys() == b["model"].keys()
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
-
-    def strip(history):
-        return [
-            {k: v for k, v in r.items() if k not in ("time_s", "images_per_s")} for r in history
-        ]
-
-    assert strip(a["history"]) == strip(b["history"])
-
-
 def test_epoch_lines_pair_train_and_validation_and_stay_one_line():
     from udlcli.core.progress import format_row
 

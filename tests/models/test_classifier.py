@@ -1,4 +1,4 @@
-"""The classifier family: AE weights load by name, a frozen encoder gets no gradients and stays in eval mode."""
+"""The classifier family: a backbone's weights load from its run, a frozen backbone gets no gradients and stays in eval mode."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from udlcli.core.spec import resolve_spec
 from udlcli.data import load_dataset
 from udlcli.models import get
 from udlcli.models.ae import ConvAE
-from udlcli.models.classifier import Classifier, ClassifierConfig
+from udlcli.models.classifier import ClassifierConfig, build_classifier
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,10 @@ def batch():
 def _pair(unfreeze: bool, **kw):
     torch.manual_seed(0)
     ae = ConvAE(channels=4, latent_dim=5)
-    clf = Classifier(ClassifierConfig(channels=4, latent_dim=5, hidden=32, unfreeze=unfreeze, **kw))
-    clf.load_encoder(ae)
+    backbone = {"name": "ae", "channels": 4, "latent_dim": 5}
+    cfg = ClassifierConfig(backbone=backbone, hidden=32, unfreeze=unfreeze, **kw)
+    clf = build_classifier(cfg, DataConfig())
+    clf.load_backbone(ae)
     return ae, clf
 
 
@@ -41,7 +43,7 @@ def test_frozen_encoder_gets_no_gradient_and_stays_in_eval_mode(batch):
     x, y = batch
     _, clf = _pair(unfreeze=False, dropout=0.5)
     clf.train()
-    assert clf.head.training and not clf.encoder.training and not clf.to_latent.training
+    assert clf.head.training and not clf.backbone.training
     before = {k: v.clone() for k, v in clf.state_dict().items()}
     opt = torch.optim.Adam(
         [p for g in clf.param_groups(TrainConfig(lr=1e-2)) for p in g["params"]], lr=1e-2
@@ -49,7 +51,7 @@ def test_frozen_encoder_gets_no_gradient_and_stays_in_eval_mode(batch):
     out = clf.loss(x, y)
     assert set(out) == {"loss", "acc"} and 0.0 <= float(out["acc"]) <= 1.0
     out["loss"].backward()
-    assert all(p.grad is None for p in clf.encoder_parameters())
+    assert all(p.grad is None for p in clf.backbone.parameters())
     assert all(p.grad is not None for p in clf.head.parameters())
     opt.step()
     after = clf.state_dict()
@@ -64,9 +66,9 @@ def test_unfrozen_encoder_trains_at_its_own_learning_rate(batch):
     groups = clf.param_groups(TrainConfig(lr=2e-3))
     assert [g["lr"] for g in groups] == [2e-3, 3e-4]
     clf.train()
-    assert clf.encoder.training
+    assert clf.backbone.training
     clf.loss(x, y)["loss"].backward()
-    assert all(p.grad is not None for p in clf.encoder_parameters())
+    assert all(p.grad is not None for p in clf.backbone.parameters())
     # without encoder_lr the encoder learns at the head's rate (the measured --unfreeze recipe), with 2-pixel shifts
     _, clf2 = _pair(unfreeze=True)
     assert [g["lr"] for g in clf2.param_groups(TrainConfig(lr=2e-3))] == [2e-3, 2e-3]
@@ -84,7 +86,15 @@ def test_registered_as_a_finetune_family_with_the_reports_head():
         "adam",
     )
     model = entry.build(spec.model, DataConfig(mean=0.5, std=0.25))
-    assert float(model.encoder.normalize.mean) == 0.5 and float(model.encoder.normalize.std) == 0.25
+    norm = model.backbone.encoder.normalize
+    assert float(norm.mean) == 0.5 and float(norm.std) == 0.25
+    # A classifier written before backbones were general (an AE's n and d, encoder.* keys) loads.
+    old = ClassifierConfig(channels=4, latent_dim=5, hidden=32)
+    assert old.backbone == {"name": "ae", "channels": 4, "latent_dim": 5}
+    legacy = build_classifier(old, DataConfig())
+    state = {k.replace("backbone.", "", 1): v.clone() + 1 for k, v in legacy.state_dict().items()}
+    legacy.load_state_dict(state)
+    assert torch.equal(legacy.backbone.to_latent.bias, state["to_latent.bias"])
 
 
 def test_random_shift_moves_each_digit_by_whole_pixels_within_the_bound(batch):

@@ -34,7 +34,7 @@ def test_dcgan_refuses_a_size_it_is_not_built_for(shape):
 
 
 def test_one_training_step_in_colour_with_per_channel_normalisation():
-    from types import SimpleNamespace
+    from udlcli.models.gan import GanTrainConfig
 
     torch.manual_seed(0)
     mean, std = [0.4, 0.5, 0.6], [0.2, 0.3, 0.4]
@@ -43,7 +43,7 @@ def test_one_training_step_in_colour_with_per_channel_normalisation():
     px = gan.to_pixels(torch.stack([torch.full((3, 32, 32), v) for v in (-1.0, 1.0)]))
     assert torch.allclose(px[0, :, 0, 0], torch.tensor([0.2, 0.2, 0.2]))
     assert torch.allclose(px[1, :, 0, 0], torch.tensor([0.6, 0.8, 1.0]))
-    opt = gan.configure_optimizers(SimpleNamespace(beta1=0.5, beta2=0.999, lr=2e-4, lr_d=None))
+    opt = gan.configure_optimizers(GanTrainConfig(lr=2e-4))
     before = [p.clone() for p in gan.parameters()]
     out = gan.train_step(torch.rand(6, 3, 32, 32), torch.zeros(6), opt)
     assert all(torch.isfinite(v) for v in out.values())

@@ -86,7 +86,7 @@ def test_other_settings_write_beside_the_earlier_map(latent_runs):
 def test_vae_with_latent_dim_2_plots_its_means_directly(latent_runs):
     res = embed(latent_runs["vae"], method="tsne")
     assert res.info["kind"] == "vae" and "plotted directly" in res.info["implementation"]
-    loaded = load_run(latent_runs["vae"], kinds=("vae",))
+    loaded = load_run(latent_runs["vae"], family="vae")
     test = load_dataset("mnist-sample").test
     with torch.no_grad():
         mu = loaded.model.posterior(test.images())[0].numpy()
@@ -128,7 +128,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runner, latent_runs, tmp_path)
     fresh.mkdir()
     (fresh / "weights").symlink_to(latent_runs["ae"] / "weights")
     cases = {
-        "not an AE or VAE": ([str(other)], "is a LeNet run, not an AE or a VAE run"),
+        "not an AE or VAE": ([str(other)], "is a LeNet run: a LeNet cannot encode images"),
         "--n larger than the test split": (
             [str(fresh), "--n", "5000"],
             "larger than the test split",
@@ -145,7 +145,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runner, latent_runs, tmp_path)
             [str(fresh), "--n", "30", "--perplexity", "20"],
             "too large for 30 points",
         ),
-        "no run at all": (["--out", str(tmp_path / "nothing")], "no ae/vae run"),
+        "no run at all": (["--out", str(tmp_path / "nothing")], "make one first (udl train ae"),
     }
     for label, (args, needle) in cases.items():
         r = runner.invoke(app, ["embed", *args])

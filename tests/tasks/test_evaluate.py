@@ -212,20 +212,19 @@ def test_runs_that_cannot_generate_are_rejected(data_dir, runner, tmp_path, monk
     assert (
         r.exit_code != 0
         and "is a LeNet run" in _only_error_line(r)
-        and "makes no images" in _only_error_line(r)
+        and "cannot generate images (it has no generate())" in _only_error_line(r)
     )
     # Evaluate decides on the checkpoint's kind alone, before loading any weights: a dae checkpoint is refused.
     dae = tmp_path / "runs" / "dae" / "dae"
     save_checkpoint(dae / "weights" / "best.pt", {"kind": "dae"})
     r = runner.invoke(app, ["evaluate", str(dae)])
-    assert r.exit_code != 0 and "denoising autoencoder" in _only_error_line(r)
+    assert r.exit_code != 0 and "is a DAE run: a DAE cannot generate images" in _only_error_line(r)
     assert not (dae / "evaluation.json").exists()
-    # A kind whose sampler is missing from this install gets a clean line, not an ImportError.
-    monkeypatch.setitem(ev.GENERATORS, "gan", "udlcli.tasks.no_such_module:generate_gan")
-    gan = tmp_path / "runs" / "gan" / "gan"
-    save_checkpoint(gan / "weights" / "last.pt", {"kind": "gan"})
-    r = runner.invoke(app, ["evaluate", str(gan)])
-    assert r.exit_code != 0 and "sampling gan runs is not available" in _only_error_line(r)
+    # A kind whose family is not installed (a plug-in that is gone) gets a clean line, not a KeyError.
+    other = tmp_path / "runs" / "pixelcnn" / "pixelcnn"
+    save_checkpoint(other / "weights" / "last.pt", {"kind": "pixelcnn"})
+    r = runner.invoke(app, ["evaluate", str(other)])
+    assert r.exit_code != 0 and "which this version of udl does not know" in _only_error_line(r)
     r = runner.invoke(app, ["evaluate", str(tmp_path / "nowhere")])
     assert r.exit_code != 0 and "no such run folder" in _only_error_line(r)
 

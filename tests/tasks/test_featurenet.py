@@ -13,7 +13,7 @@ from udlcli import metrics
 from udlcli.data import load_dataset
 from udlcli.errors import CheckpointError
 from udlcli.models.lenet import LeNet, synthetic_negatives
-from udlcli.tasks.evaluate import featurenet
+from udlcli.tasks.evaluate import featurenet, training
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def trained(cache, sample_data):
     """A quick network trained on first use (1 epoch on mnist-sample's 4,000 digits), as for a dataset with none shipped."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("UDL_CACHE_DIR", str(cache))
-        return featurenet.featurenet_for(sample_data, device="cpu", epochs=1, shipped=False)
+        return training.featurenet_for(sample_data, device="cpu", epochs=1, shipped=False)
 
 
 # ---------------------------------------------------------------- shipped networks
@@ -65,7 +65,7 @@ def test_shipped_network_matches_its_manifest_and_loads_without_pickle(name):
 
 
 def test_mnist_sample_is_scored_by_the_mnist_network(sample_data):
-    net = featurenet.featurenet_for(sample_data, device="cpu")
+    net = training.featurenet_for(sample_data, device="cpu")
     assert net.shipped and net.sha256 == featurenet.manifest()["mnist"]["sha256"]
 
 
@@ -76,7 +76,7 @@ def test_shipped_network_gives_the_accuracy_it_claims(name, folder, bar, mnist_d
     if not (mnist_dir / folder / "raw").is_dir():
         pytest.skip(f"{folder} not in {mnist_dir}")
     data = load_dataset(name, mnist_dir)
-    net = featurenet.featurenet_for(data, device="cpu")
+    net = training.featurenet_for(data, device="cpu")
     _, probs = net.embed_split(data.test)
     acc = float((probs.argmax(1) == data.test.y.numpy()).mean())
     assert acc == pytest.approx(net.record["test_accuracy"], abs=5e-4) and acc >= bar
@@ -89,11 +89,11 @@ def test_a_changed_shipped_file_is_refused(tmp_path, monkeypatch, sample_data):
     (tmp_path / "nets" / "mnist.safetensors").write_bytes(bytes(blob))
     monkeypatch.setattr(featurenet, "SHIPPED_DIR", tmp_path / "nets")
     with pytest.raises(CheckpointError, match="is not the .* it was shipped with; reinstall udl"):
-        featurenet.featurenet_for(sample_data, device="cpu")
+        training.featurenet_for(sample_data, device="cpu")
 
 
 def test_noise_is_rejected_and_digits_are_not(sample_data):
-    net = featurenet.featurenet_for(sample_data, device="cpu")
+    net = training.featurenet_for(sample_data, device="cpu")
     _, p_digits = net.embed(sample_data.test.images()[:500])
     _, p_noise = net.embed(
         torch.rand(500, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -126,7 +126,7 @@ def test_trained_network_is_cached_in_the_user_cache_with_a_record(trained, cach
 
 def test_later_calls_reuse_the_cache(trained, sample_data, in_cache):
     before = trained.source.stat().st_mtime_ns
-    again = featurenet.featurenet_for(sample_data, device="cpu", epochs=1, shipped=False)
+    again = training.featurenet_for(sample_data, device="cpu", epochs=1, shipped=False)
     assert again.source == trained.source and trained.source.stat().st_mtime_ns == before
     x = sample_data.test.images(torch.arange(50))
     f1, p1 = trained.embed(x)
@@ -152,7 +152,7 @@ def test_an_interrupted_training_is_not_used(tmp_path, trained, monkeypatch):
 
 
 def test_fid_is_zero_on_the_same_set_and_grows_as_noise_is_added(sample_data):
-    net = featurenet.featurenet_for(sample_data, device="cpu")
+    net = training.featurenet_for(sample_data, device="cpu")
     x = sample_data.test.images()  # the 1,000 test digits
     real, _ = net.embed(x)
     gen = torch.Generator().manual_seed(0)

@@ -72,11 +72,11 @@ def test_frozen_run_writes_scores_figures_and_keeps_the_encoder(ae_runs, tmp_pat
         load_checkpoint(run / "weights/best.pt")["model"],
         load_checkpoint(aes[7] / "weights/best.pt")["model"],
     )
-    enc = [k for k in clf if k.startswith(("encoder.", "to_latent."))]
-    assert enc and all(torch.equal(clf[k], ae[k]) for k in enc)
+    enc = [k for k in clf if k.startswith(("backbone.encoder.", "backbone.to_latent."))]
+    assert enc and all(torch.equal(clf[k], ae[k.removeprefix("backbone.")]) for k in enc)
     # load_run rebuilds the classifier from its run folder alone
-    loaded = load_run(run, tmp_path, kinds=("classifier",))
-    assert loaded.spec.model.latent_dim == 7 and loaded.spec.model.hidden == 928
+    loaded = load_run(run, tmp_path, family="classifier")
+    assert loaded.spec.model.backbone["latent_dim"] == 7 and loaded.spec.model.hidden == 928
 
     # resume extends the run to 3 epochs and keeps the first two epochs' history
     before = (run / "metrics.csv").read_text().splitlines()
@@ -111,7 +111,7 @@ def test_unfreeze_trains_the_encoder(ae_runs, tmp_path):
         load_checkpoint(res.run_dir / "weights/best.pt")["model"],
         load_checkpoint(aes[7] / "weights/best.pt")["model"],
     )
-    assert not torch.equal(clf["encoder.body.0.weight"], ae["encoder.body.0.weight"])
+    assert not torch.equal(clf["backbone.encoder.body.0.weight"], ae["encoder.body.0.weight"])
 
 
 def test_init_head_needs_the_same_latent_size(ae_runs, tmp_path):
@@ -155,7 +155,8 @@ def test_unfreeze_and_frozen_defaults_are_the_measured_recipes(ae_runs):
         frozen.train.scheduler,
         frozen.finetune.shift,
         frozen.finetune.features,
-    ) == (ft.FROZEN_EPOCHS, "cosine", 0, "latent")
+    ) == (ft.FROZEN_EPOCHS, "cosine", 0, None)  # None: the encoder's default layer, an AE's code
+    assert ft.prepare(frozen, "runs").run_spec.model.features == "latent"
     unfrozen = ft.resolve_finetune_spec(sets=[f"finetune.ae={aes[7]}", "finetune.unfreeze=true"])
     assert (unfrozen.train.epochs, unfrozen.finetune.shift, unfrozen.finetune.encoder_lr) == (
         ft.UNFROZEN_EPOCHS,
@@ -192,7 +193,7 @@ def test_a_head_on_other_features(ae_runs, tmp_path, features):
     width = {"hidden": 64, "conv": 3 * 3 * 4 * 4}[features]
     assert s["trainable_params"] == width * 64 + 64 + 64 * 10 + 10
     assert 0.3 < s["test_accuracy"] <= 1.0 and 0.3 < s["baselines"]["linear_probe"] <= 1.0
-    loaded = load_run(res.run_dir, kinds=("classifier",))
+    loaded = load_run(res.run_dir, family="classifier")
     assert loaded.spec.model.features == features
 
 

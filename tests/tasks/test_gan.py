@@ -10,10 +10,18 @@ from conftest import REPO
 from torch import nn
 
 from udlcli.core.lifecycle import RunOptions
+from udlcli.core.spec import resolve_spec
 from udlcli.data import load_dataset
+from udlcli.metrics_image import mean_pairwise_distance
 from udlcli.models.gan import GanModelConfig, build_gan
-from udlcli.tasks import gan
-from udlcli.tasks.gan.outputs import detect_collapse, detect_d_wins, mean_pairwise_distance
+from udlcli.models.gan_watch import GanChecks, detect_collapse, detect_d_wins
+from udlcli.tasks.train import resume, train
+
+
+def gan_spec(path=None, flags=None):
+    """`udl train gan`'s spec (what `udl gan` resolves)."""
+    return resolve_spec("gan", path, flags or {})
+
 
 TINY = {
     "data.dataset": "mnist-sample",
@@ -68,7 +76,7 @@ def test_collapse_detector_on_real_images(real):
         x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:256]]
     )
     ratio = lambda imgs: mean_pairwise_distance(imgs) / base  # noqa: E731
-    limit = gan.GanChecks().collapse_ratio
+    limit = GanChecks().collapse_ratio
     # Varied real digits, even all of one class (the 1s vary least), are far above the threshold ...
     assert ratio(x[:64]) > 0.8
     assert min(ratio(x[y == c][:64]) for c in range(10)) > 1.5 * limit
@@ -96,7 +104,7 @@ def test_collapse_detector_on_real_images(real):
 
 def test_d_wins_detector_on_a_recorded_history(tmp_path, sample_data):
     """Record a real run where D wins (strong D, nearly frozen G): the detector flags it, and not the same D losses with a falling G loss."""
-    fail = gan.resolve_gan_spec(
+    fail = gan_spec(
         None,
         {
             **TINY,
@@ -108,7 +116,7 @@ def test_d_wins_detector_on_a_recorded_history(tmp_path, sample_data):
             "model.channels": 4,
         },
     )
-    result = gan.train_gan(fail, RunOptions(out=tmp_path, name="fail"), data=sample_data)
+    result = train(fail, RunOptions(out=tmp_path, name="fail"), data=sample_data)
     failed = result.history
     assert failed[-1]["d_loss"] < 0.05 and failed[-1]["g_loss"] > failed[0]["g_loss"]
     found = detect_d_wins(failed, patience=3, floor=0.05)
@@ -125,17 +133,17 @@ def test_d_wins_detector_on_a_recorded_history(tmp_path, sample_data):
 
 def test_resume_continues_exactly(tmp_path, sample_data):
     """2 epochs in one go == 1 epoch, then --resume to 2: same G, D and per-iteration losses, bit for bit on CPU."""
-    both = gan.train_gan(
-        gan.resolve_gan_spec(None, {**TINY, "train.epochs": 2}),
+    both = train(
+        gan_spec(None, {**TINY, "train.epochs": 2}),
         RunOptions(out=tmp_path, name="both"),
         data=sample_data,
     )
-    first = gan.train_gan(
-        gan.resolve_gan_spec(None, {**TINY, "train.epochs": 1}),
+    first = train(
+        gan_spec(None, {**TINY, "train.epochs": 1}),
         RunOptions(out=tmp_path, name="split"),
         data=sample_data,
     )
-    resumed = gan.resume_gan(first.run_dir, epochs=2, data=sample_data)
+    resumed = resume(first.run_dir, epochs=2, model="gan", data=sample_data)
     from udlcli.core.checkpoint import load_checkpoint
 
     a, b = (load_checkpoint(r.run_dir / "weights" / "last.pt") for r in (both, resumed))
@@ -153,7 +161,7 @@ def test_resume_continues_exactly(tmp_path, sample_data):
 def test_example_spec_is_the_defaults():
 
     example = REPO / "examples" / "gan.yaml"
-    assert gan.resolve_gan_spec(str(example)) == gan.resolve_gan_spec()
+    assert gan_spec(str(example)) == gan_spec()
 
 
 @pytest.mark.slow

@@ -9,9 +9,10 @@ import torch
 from conftest import one_error_line
 
 from udlcli.cli.app import app
+from udlcli.core.generate import generate_run as generate_ae
 from udlcli.core.latent import encode, run_dataset
 from udlcli.core.loading import load_run
-from udlcli.tasks.sample.ae import LatentDensity, generate_ae
+from udlcli.models.ae import LatentDensity
 
 
 def test_sample_grid_gaussian_and_mixture(runner, latent_runs):

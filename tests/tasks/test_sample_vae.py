@@ -12,7 +12,8 @@ from scipy.stats import norm
 from typer.testing import CliRunner
 
 from udlcli.cli.app import app
-from udlcli.tasks.sample.vae import generate_vae, grid_values
+from udlcli.core.generate import generate_run as generate_vae
+from udlcli.tasks.sample.grid import grid_values
 
 TINY = [
     "--dataset",

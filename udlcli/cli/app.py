@@ -71,7 +71,7 @@ app = typer.Typer(
 app.command(
     "train",
     no_args_is_help=False,
-    short_help="Train an AE, VAE or DAE into a browsable run folder.",
+    short_help="Train a model (ae, vae, gan, ...) into a browsable run folder.",
 )(train_cmd.train)
 app.command("tune", short_help="Search hyperparameters with optuna (TPE and pruning).")(
     tune_cmd.tune
@@ -79,8 +79,10 @@ app.command("tune", short_help="Search hyperparameters with optuna (TPE and prun
 app.command("embed", short_help="Map a latent space to 2-D (PCA, t-SNE) and score it.")(
     embed_cmd.embed
 )
-app.command("sample", short_help="Draw samples from a trained AE, VAE or GAN.")(sample_cmd.sample)
-app.command("finetune", short_help="Train a classifier on an AE's encoder; --predict images.")(
+app.command("sample", short_help="Draw samples from a trained model that generates.")(
+    sample_cmd.sample
+)
+app.command("finetune", short_help="Train a classifier on an encoder's features; --predict.")(
     finetune_cmd.finetune
 )
 app.command(
@@ -88,7 +90,7 @@ app.command(
     no_args_is_help=False,
     short_help="Train a denoising AE, score it (PSNR/SSIM), clean images.",
 )(denoise_cmd.denoise)
-app.command("gan", no_args_is_help=False, short_help="Train the report's MLP GAN (or a DCGAN).")(
+app.command("gan", no_args_is_help=False, short_help="Train the report's GAN: udl train gan.")(
     gan_cmd.gan
 )
 app.command(

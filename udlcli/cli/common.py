@@ -11,13 +11,22 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from udlcli import ui
-from udlcli.config import DATASET_NAMES
+from udlcli.datasets import DATASET_NAMES
 
-err_console = Console(stderr=True, highlight=False)
+_err_console = None
+
+
+def err_console():
+    """The console of error lines (stderr), made on first use: rich is not imported for `udl --help`."""
+    global _err_console
+    if _err_console is None:
+        from rich.console import Console
+
+        _err_console = Console(stderr=True, highlight=False)
+    return _err_console
+
 
 # Options common to every command that writes or reads runs.
 OutOpt = Annotated[
@@ -107,6 +116,7 @@ def launch_ranks(devices: int | None, device: str | None, port: int | None, comm
     The ranks get the same arguments without --devices/--port; torchrun's environment tells each one
     its rank. One rank (--devices 1) is the plain run.
     """
+    from udlcli.cli import launch
     from udlcli.core import distributed
 
     if devices is None:
@@ -121,10 +131,10 @@ def launch_ranks(devices: int | None, device: str | None, port: int | None, comm
         )
     with friendly_errors():
         # More ranks than GPUs (--devices 3 on 2) is refused before anything starts.
-        distributed.plan_devices(devices, device)
+        launch.plan_devices(devices, device)
         if devices == 1 and port is None:
             return False
-        distributed.launch(
+        launch.launch(
             _without_launch_flags(sys.argv[1:]), devices, device, port, f"udl {command} --resume"
         )
     return True
@@ -245,7 +255,9 @@ def error(msg: str, code: int = 1) -> typer.Exit:
 
         if distributed.record_error(msg):  # the launcher (or rank 0) says it once for the job
             return typer.Exit(code)
-    err_console.print(
+    from rich.markup import escape
+
+    err_console().print(
         f"[bold red]error:[/] {escape(msg)}", soft_wrap=True
     )  # one line, however long
     return typer.Exit(code)

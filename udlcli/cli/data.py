@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from udlcli import ui
 from udlcli.cli.common import DataDirOpt, QuietReadOpt, error, friendly_errors, setup
@@ -52,7 +51,7 @@ def list_(data_dir: DataDirOpt = None) -> None:
     for h in header:
         t.add_column(h)
     for r in rows:
-        t.add_row(*(escape(c) for c in r))
+        t.add_row(*(ui.escape(c) for c in r))
     ui.print_table(t)
 
 
@@ -87,7 +86,7 @@ def verify(name: NameArg, data_dir: DataDirOpt = None, quiet: QuietReadOpt = Fal
 
         v = verify_dataset(name, data_dir)
     for c in v.checks:
-        ui.console.print(f"{c.status:<9} {escape(c.file)}  {escape(c.detail)}".rstrip())
+        ui.console.print(f"{c.status:<9} {ui.escape(c.file)}  {ui.escape(c.detail)}".rstrip())
     if v.bad:
         what = ", ".join(f"{c.file} ({c.status})" for c in v.bad)
         fix = (
@@ -96,7 +95,7 @@ def verify(name: NameArg, data_dir: DataDirOpt = None, quiet: QuietReadOpt = Fal
             else "replace them with good copies (udl only reads a data folder)"
         )
         raise error(f"{name} in {v.state.folder} fails its check: {what}; {fix}")
-    ui.console.print(f"{name}: every file in {escape(str(v.state.folder))} passed")
+    ui.console.print(f"{name}: every file in {ui.escape(str(v.state.folder))} passed")
 
 
 @app.command("path", short_help="Print a dataset's folder, for scripts.")

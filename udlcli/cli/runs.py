@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 
 from udlcli import ui
 from udlcli.cli.common import friendly_errors
@@ -96,7 +95,8 @@ def compare(
                 cells = [_num(v) for v in values]
                 if ui.console.is_terminal:  # rich markup: the values escaped, differences in colour
                     cells = [
-                        f"[bold yellow]{escape(x)}[/]" if differs else escape(x) for x in cells
+                        f"[bold yellow]{ui.escape(x)}[/]" if differs else ui.escape(x)
+                        for x in cells
                     ]
                 rows.append([("* " if differs else "  ") + key, *cells])
         same = len(table) - sum(c.differs(v) for _, v in table)
@@ -133,5 +133,5 @@ def _print(title: str, header: list[str], rows: list[list[str]], escaped: bool =
     for h in header:
         t.add_column(h)
     for row in rows:
-        t.add_row(*(row if escaped else [escape(c) for c in row]))
+        t.add_row(*(row if escaped else [ui.escape(c) for c in row]))
     ui.print_table(t)

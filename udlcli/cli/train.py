@@ -39,7 +39,10 @@ from udlcli.cli.common import (
 ConfigOpt = config_option("run spec with data:/model:/train: sections")
 SetOpt = set_option("train.lr=1e-3")
 
-MODELS_HELP = "Model to train: ae (the report's conv autoencoder), vae (a conv VAE). Default: model.name of --config, else ae."
+MODELS_HELP = (
+    "Model family to train (`udl train --list` names them all): ae (the report's conv autoencoder), "
+    "vae, gan, ... Default: model.name of --config, else ae."
+)
 FLAGS = FlagTable(
     epochs="train.epochs",
     batch_size="train.batch_size",
@@ -56,6 +59,10 @@ FLAGS = FlagTable(
     latent_dim="model.latent_dim",
     beta="model.beta",
     recon="model.recon",
+    arch="model.arch",
+    noise_dim="model.noise_dim",
+    d_steps="train.d_steps",
+    label_smoothing="train.label_smoothing",
     dataset="data.dataset",
     image_size="data.image_size",
     color="data.color",
@@ -73,16 +80,21 @@ def train(
     epochs: Annotated[
         Optional[int],
         typer.Option(
-            help="Epochs (AE default 40; with --resume: the new total).", rich_help_panel="Training"
+            help="Epochs (the family's default: AE 40, GAN 60; with --resume: the new total).",
+            rich_help_panel="Training",
         ),
     ] = None,
     batch_size: Annotated[
-        Optional[int], typer.Option(help="Batch size (AE default 64).", rich_help_panel="Training")
+        Optional[int],
+        typer.Option(
+            help="Batch size, global over ranks (AE default 64).", rich_help_panel="Training"
+        ),
     ] = None,
     lr: Annotated[
         Optional[float],
         typer.Option(
-            help="Learning rate (AE default: the report's 0.002218).", rich_help_panel="Training"
+            help="Learning rate (AE default: the report's 0.002218; GAN 2e-4).",
+            rich_help_panel="Training",
         ),
     ] = None,
     weight_decay: Annotated[
@@ -90,7 +102,8 @@ def train(
         typer.Option(help="Weight decay (AE default 1.01e-5).", rich_help_panel="Training"),
     ] = None,
     optimizer: Annotated[
-        Optional[str], typer.Option(help="adam | sgd | rmsprop.", rich_help_panel="Training")
+        Optional[str],
+        typer.Option(help="adam | adamw | sgd | rmsprop.", rich_help_panel="Training"),
     ] = None,
     channels: ChannelsOpt = None,
     latent_dim: LatentDimOpt = None,
@@ -107,6 +120,31 @@ def train(
             rich_help_panel="Model",
         ),
     ] = None,
+    arch: Annotated[
+        Optional[str],
+        typer.Option(
+            help="gan: mlp (the report's GAN, default) | dcgan (convolutional).",
+            rich_help_panel="Model",
+        ),
+    ] = None,
+    noise_dim: Annotated[
+        Optional[int],
+        typer.Option(help="gan: size of the noise vector z (default 64).", rich_help_panel="Model"),
+    ] = None,
+    d_steps: Annotated[
+        Optional[int],
+        typer.Option(
+            help="gan: discriminator steps per generator step (default 1).",
+            rich_help_panel="Training",
+        ),
+    ] = None,
+    label_smoothing: Annotated[
+        Optional[float],
+        typer.Option(
+            help="gan: one-sided label smoothing, D's real target is 1 - this (default 0).",
+            rich_help_panel="Training",
+        ),
+    ] = None,
     dataset: DatasetOpt = None,
     image_size: ImageSizeOpt = None,
     color: ColorOpt = None,
@@ -116,6 +154,12 @@ def train(
     ] = None,
     print_spec: Annotated[
         bool, typer.Option("--print-spec", help="Print the resolved spec as YAML and exit.")
+    ] = False,
+    list_: Annotated[
+        bool,
+        typer.Option(
+            "--list", help="List the model families (plug-ins included) and what each can do."
+        ),
     ] = False,
     out: OutOpt = Path("runs"),
     name: NameOpt = None,
@@ -131,8 +175,21 @@ def train(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a model and write runs/<model>/<name>/ (weights, metrics.csv, summary.json, figures/)."""
-    given = dict(locals())
-    setup(quiet)
+    _train(**locals())
+
+
+def _train(model: Optional[str], **given) -> None:
+    """The command's body, shared by its aliases (udl gan is udl train gan)."""
+    config, set_, resume, print_spec = (
+        given[k] for k in ("config", "set_", "resume", "print_spec")
+    )
+    out, name, device, devices, port = (
+        given[k] for k in ("out", "name", "device", "devices", "port")
+    )
+    epochs = given["epochs"]
+    setup(given["quiet"])
+    if given.get("list_"):
+        return _list()
     if launch_ranks(devices, device, port, "train"):
         return
     with friendly_errors():
@@ -140,7 +197,7 @@ def train(
 
         opts = engine.RunOptions(out=out, name=name, command=command_line())
         if resume is not None:
-            FLAGS.refuse_on_resume(given, config=config, set=set_)
+            FLAGS.refuse_on_resume(given, config=config, set=set_, name=name)
             result = engine.resume(resume, epochs=epochs, device=device, opts=opts, model=model)
         else:
             from udlcli.core.spec import resolve_spec, spec_to_dict
@@ -155,16 +212,64 @@ def train(
     _report(result)
 
 
+def alias(model: str, doc: str):
+    """`udl train MODEL` as a command of its own (`udl gan`): the same options, without MODEL."""
+    import inspect
+
+    def command(**given) -> None:
+        _train(model, **given)
+
+    # Typer reads the options from the signature's annotations: evaluated here, since this module's
+    # are strings (from __future__ import annotations).
+    sig = inspect.signature(train, eval_str=True)
+    command.__signature__ = sig.replace(
+        parameters=[p for n, p in sig.parameters.items() if n != "model"]
+    )
+    command.__doc__ = doc
+    command.__name__ = model
+    return command
+
+
+def _list() -> None:
+    from rich.table import Table
+
+    from udlcli.core.contracts import ABILITIES
+    from udlcli.models import REGISTRY
+
+    t = Table(title="model families (capabilities: udlcli/core/contracts.py)", title_justify="left")
+    for col in ("name", "made by", "what it is", "capabilities"):
+        t.add_column(col)
+    for f in REGISTRY.values():
+        can = [p.__name__ for p in ABILITIES if f.can(p)]
+        t.add_row(f.name, f.makes(), f.description, ", ".join(can))
+    ui.print_table(t)
+
+
 def _report(result) -> None:
     from rich.table import Table
 
     s = result.summary
     t = Table(title=f"{result.run_dir}", show_header=False, title_justify="left")
-    t.add_row("epochs", f"{s['epochs']} (best {s['best_epoch']})")
+    best = f" (best {s['best_epoch']})" if "best_epoch" in s else ""
+    t.add_row("epochs", f"{s['epochs']}{best}" + (f" ({s['arch']})" if "arch" in s else ""))
     if "test_mse" in s:
         t.add_row("test MSE ([0,1] pixels)", f"{s['test_mse']:.5f}")
-    for k, v in s["test"].items():
+    for k, v in (s.get("test") or {}).items():
         t.add_row(f"test {k}", f"{v:.5g}")
+    f = s.get("final") or {}
+    if {"d_loss", "g_loss", "d_real", "d_fake"} <= set(f):
+        t.add_row(
+            "last epoch",
+            f"D loss {f['d_loss']:.3f}  G loss {f['g_loss']:.3f}  D(x) {f['d_real']:.2f}  D(G(z)) {f['d_fake']:.2f}",
+        )
+    if "diversity" in f:
+        t.add_row(
+            "sample diversity",
+            f"{f['diversity']:.2f}x that of real images (mean pairwise distance of the fixed batch)",
+        )
+    if "failure_detected" in s:
+        found = ", ".join(s["failures"]) + " (see the warning above)"
+        t.add_row("failure", found if s["failure_detected"] else "none detected")
     t.add_row(
         "dataset",
         f"{s['dataset']['name']} ({s['dataset']['train_size']:,} train / {s['dataset']['test_size']:,} test)",

@@ -9,8 +9,9 @@
                           first batches of each shape compile (seconds to a minute), later ones run fused
 
 Both pay on a GPU (tensor cores, fewer kernel launches); on a CPU they are correct but rarely
-faster. The trainer applies them to models that train through the Trainable contract (AE, VAE, DAE,
-classifier); the GAN's adversarial step stays in float32 and eager.
+faster. The trainer applies them to models that train through the Trainable contract; a model that
+takes its own steps (Adversarial, the GAN) trains float32 and eager, and asking it for either is a
+one-line error before anything is written.
 """
 
 from __future__ import annotations
@@ -25,11 +26,6 @@ from udlcli.errors import SpecError
 DTYPES = {"32": None, "bf16": torch.bfloat16, "16-mixed": torch.float16}
 
 
-def precision_of(cfg) -> str:
-    """The train section's precision; sections without one (the GAN's) train in float32."""
-    return getattr(cfg, "precision", "32")
-
-
 def autocast(device: torch.device, precision: str):
     """The autocast context of a precision ("32": none)."""
     dtype = DTYPES[precision]
@@ -42,9 +38,20 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | 
     return torch.amp.GradScaler(device.type) if precision == "16-mixed" else None
 
 
-def check(cfg, device: torch.device) -> None:
-    """One-line errors, before anything is written, for a precision or --compile this device cannot run."""
-    precision = precision_of(cfg)
+def check(cfg, device: torch.device, model_class: type | None = None) -> None:
+    """One-line errors, before anything is written, for a precision or --compile this device (or model) cannot run."""
+    from udlcli.core.contracts import Adversarial
+
+    precision = cfg.precision
+    if model_class is not None and issubclass(model_class, Adversarial):
+        asked = [f"--precision {precision}"] * (precision != "32") + ["--compile"] * bool(
+            cfg.compile
+        )
+        if asked:
+            raise SpecError(
+                f"{' and '.join(asked)}: this model takes its own optimiser steps (two networks, two "
+                "optimisers) in float32, eager; drop the option (--precision 32, --no-compile)"
+            )
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise SpecError(
             f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support; "
@@ -52,7 +59,7 @@ def check(cfg, device: torch.device) -> None:
         )
     if precision != "32" and device.type == "mps":
         raise SpecError(f"--precision {precision} is not supported on mps here; use --precision 32")
-    if getattr(cfg, "compile", False):
+    if cfg.compile:
         _check_compile(device)
 
 

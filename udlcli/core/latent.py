@@ -1,4 +1,4 @@
-"""Latent-space helpers shared by `udl embed`, `udl sample` and `udl evaluate`: a run's dataset, batched encoding and decoding."""
+"""Latent-space helpers shared by `udl embed`, `udl sample` and `udl evaluate`: a run's dataset, batched features, codes and decoding."""
 
 from __future__ import annotations
 
@@ -30,6 +30,22 @@ def encode(
         if out
         else np.zeros((0, getattr(model, "latent_dim", 0)), np.float32)
     )
+
+
+@torch.no_grad()
+def features_of(
+    model: torch.nn.Module,
+    split: TensorImages,
+    device: torch.device,
+    layer: str | None = None,
+    batch_size: int = 2048,
+) -> np.ndarray:
+    """Features of every image of a split from an Encodes model's layer (None: its default): float32 (N, width) on the CPU."""
+    model.eval()
+    net = model.feature_extractor(layer).to(device)
+    out = [net(x.to(device)).float().cpu() for x, _ in split.batches(batch_size)]
+    width = model.feature_layers()[layer or next(iter(model.feature_layers()))]
+    return torch.cat(out).numpy() if out else np.zeros((0, width), np.float32)
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@
 
     --resume RUN (a run folder or one of its checkpoints):
 
-        r = open_resume(RUN, kinds=("ae", "vae"))              # the checkpoint, kind-checked
+        r = open_resume(RUN, command="train")                  # the checkpoint, of a family that command trains
         extend(spec.train, r.done, epochs, device, r.run_dir)   # the --epochs rule, the same everywhere
         check_same_data(r.payload, data)
 
@@ -29,21 +29,10 @@ import torch
 
 from udlcli import ui
 from udlcli.core import distributed, fastpath, runs, tracking
-from udlcli.core.checkpoint import load_checkpoint
+from udlcli.core.callbacks import Callback
 from udlcli.core.device import describe, resolve_device
-from udlcli.core.trainer import Callback
 from udlcli.data import ImageDataset, TensorImages, fit_config, load_configured
-from udlcli.errors import CheckpointError, SpecError, a_kind
-
-RESUME = {
-    "ae": "udl train --resume",
-    "vae": "udl train --resume",
-    "lenet": "udl train --resume",
-    "dae": "udl denoise --resume",
-    "classifier": "udl finetune --resume",
-    "gan": "udl gan --resume",
-}
-"""Run kind -> the command that continues it."""
+from udlcli.errors import CheckpointError, SpecError
 
 
 @dataclass
@@ -53,6 +42,21 @@ class RunOptions:
     out: Path = Path("runs")
     name: str | None = None
     command: str = ""
+
+
+@dataclass
+class FitContext:
+    """What a family's callbacks may read when a run's trainer is made (registry.Family.callbacks)."""
+
+    run_dir: Path
+    spec: Any
+    data: ImageDataset
+    train: TensorImages
+    """The training split on the device (all of it when the model has no validation split)."""
+    test: TensorImages
+    device: torch.device
+    val: TensorImages | None = None
+    """The validation split on the device (None: the model trains on the whole training split)."""
 
 
 @dataclass
@@ -66,17 +70,17 @@ class TrainResult:
 
 
 def setup(
-    train_cfg, data_cfg, data: ImageDataset | None = None
+    train_cfg, data_cfg, data: ImageDataset | None = None, model_class: type | None = None
 ) -> tuple[torch.device, ImageDataset]:
     """The device and the dataset of a spec (data given: already loaded, e.g. once for many trials).
 
-    The device must run the train section's precision and --compile (one line otherwise). The spec's
-    data section gets the images' shape and normalisation (computed from the training split unless
-    set), so spec.yaml records them and every model, plot and metric reads them from there.
+    The device must run the train section's precision and --compile for this model class (one line
+    otherwise). The spec's data section gets the images' shape and normalisation (computed from the
+    training split unless set), so spec.yaml records them and every model, plot and metric reads them.
     """
     # Joining the process group is a no-op unless torchrun (or --devices) started this process as a rank.
     dev = distributed.init(resolve_device(train_cfg.device))
-    fastpath.check(train_cfg, dev)
+    fastpath.check(train_cfg, dev, model_class)
     tracking.check(train_cfg)  # the tracker's package and URI, before any folder exists
     if data is None:
         return dev, load_configured(data_cfg)
@@ -132,16 +136,6 @@ def new_run(
     return distributed.share_path(run_dir)
 
 
-class MetricsCSV(Callback):
-    """metrics.csv rewritten from the trainer's history after every epoch's checkpoint, so the two always agree."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-
-    def on_saved(self, trainer, row: dict) -> None:
-        runs.write_metrics(self.run_dir, trainer.history)
-
-
 def trackers(train_cfg, run_dir: Path, spec: dict) -> list[Callback]:
     """The run's tracker callback (--track), or none: a list to splice into a Trainer's callbacks."""
     t = tracking.tracker_for(train_cfg, run_dir, spec)
@@ -163,6 +157,19 @@ def write_metrics(run_dir: Path, history: list[dict]) -> None:
 
 def data_line(data: ImageDataset) -> str:
     return f"data {data.name} ({len(data.train):,} train / {len(data.test):,} test)"
+
+
+def base_summary(trainer, kind: str, data: ImageDataset, device, status: str, wall: float) -> dict:
+    """The summary.json keys every run has: what it is, how far it got, how long it took, on what."""
+    return {
+        "model": kind,
+        "status": status,
+        "epochs": trainer.epoch,
+        **timing(trainer.history, wall),
+        "dataset": data.info(),
+        "device": describe(device),
+        "params": sum(p.numel() for p in trainer.model.parameters()),
+    }
 
 
 def timing(history: list[dict], wall: float) -> dict:
@@ -190,8 +197,13 @@ class Resumed:
     done: int
 
 
-def open_resume(run: str | Path, kinds: tuple[str, ...]) -> Resumed:
-    """The last checkpoint of a run folder (or of the folder of a checkpoint file), of one of `kinds`."""
+def open_resume(run: str | Path, command: str = "train", family: str | None = None) -> Resumed:
+    """The last checkpoint of a run folder (or of the folder of a checkpoint file) of a family that
+    `command` trains (or of `family`), in today's layout (its family's upgrade applied)."""
+    from udlcli.core.loading import read_checkpoint
+    from udlcli.models import REGISTRY, families
+    from udlcli.models.registry import a_kind
+
     run_dir = Path(run)
     if run_dir.is_file():  # a checkpoint path: its run folder is two levels up
         run_dir = run_dir.parent.parent if run_dir.parent.name == runs.WEIGHTS else run_dir.parent
@@ -202,14 +214,18 @@ def open_resume(run: str | Path, kinds: tuple[str, ...]) -> Resumed:
         raise CheckpointError(
             f"--resume {run}: no checkpoint at {last}; nothing to resume (start a new run instead)"
         )
-    payload = load_checkpoint(last)
+    payload = read_checkpoint(last)
     kind = payload.get("kind")
-    if kind not in kinds:
-        other = RESUME.get(kind or "")
-        how = f"; resume it with {other} {run_dir}" if other else ""
-        raise CheckpointError(
-            f"--resume {run}: {run_dir} is {a_kind(kind)} run, not {' or '.join(a_kind(k) for k in kinds)} run{how}"
+    owner = REGISTRY.get(kind or "")
+    if owner is None or owner.command != command or (family is not None and kind != family):
+        how = f"; resume it with {owner.resumes()} {run_dir}" if owner is not None else ""
+        mine = [family] if family is not None else [f.name for f in families(command=command)]
+        made = (
+            " or ".join(f"{a_kind(k)} run" for k in mine)
+            if len(mine) <= 2
+            else f"a run of udl {command}"
         )
+        raise CheckpointError(f"--resume {run}: {run_dir} is {a_kind(kind)} run, not {made}{how}")
     if "spec" not in payload or "epoch" not in payload:
         raise CheckpointError(f"{last} holds no run spec; it was not written by udl")
     return Resumed(run_dir, last, payload, kind, int(payload["epoch"]))

@@ -8,15 +8,6 @@ from pathlib import Path
 from udlcli.errors import CheckpointError
 
 WEIGHTS = "weights"
-MAKES = {
-    "ae": "udl train ae",
-    "vae": "udl train vae",
-    "denoise": "udl denoise",
-    "finetune": "udl finetune",
-    "gan": "udl gan",
-    "lenet": "udl train lenet",
-}
-"""The command that makes runs of each task, for hints."""
 
 
 def new_run_dir(
@@ -42,8 +33,10 @@ def natural_key(p: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
-def newest_run(root: Path | str, task: str | tuple[str, ...]) -> Path:
-    """The most recently written run of a task (or of any of several tasks) that has a checkpoint."""
+def newest_run(root: Path | str, task: str | tuple[str, ...], make: str = "") -> Path:
+    """The most recently written run of a task (or of any of several tasks) that has a checkpoint.
+
+    `make` names the command that makes such a run, for the error when there is none."""
     tasks = (task,) if isinstance(task, str) else tuple(task)
     runs = [
         p
@@ -53,19 +46,21 @@ def newest_run(root: Path | str, task: str | tuple[str, ...]) -> Path:
     ]
     if not runs:
         where = " or ".join(str(Path(root) / t) for t in tasks)
-        make = MAKES.get(tasks[0], f"udl train {tasks[0]}")
-        raise CheckpointError(
-            f"no {'/'.join(tasks)} run with weights under {where}; make one first ({make}) or pass a run folder"
-        )
+        how = f"make one first ({make}) or pass a run folder" if make else "pass a run folder"
+        raise CheckpointError(f"no {'/'.join(tasks)} run with weights under {where}; {how}")
     return max(runs, key=lambda p: ((p / WEIGHTS).stat().st_mtime, natural_key(p)))
 
 
 def resolve_checkpoint(
-    path: Path | str | None, root: Path | str, task: str | tuple[str, ...], prefer: str = "best"
+    path: Path | str | None,
+    root: Path | str,
+    task: str | tuple[str, ...],
+    prefer: str = "best",
+    make: str = "",
 ) -> tuple[Path, Path]:
     """Accept a run folder, a checkpoint file or nothing (newest run); return (run_dir, checkpoint)."""
     if path is None:
-        run = newest_run(root, task)
+        run = newest_run(root, task, make)
     else:
         p = Path(path)
         if p.is_file():

@@ -1,30 +1,68 @@
-"""The training run spec (model/data/train), assembled from family defaults, YAML, CLI flags and --set."""
+"""The training run spec (model/data/train, and any section a family adds), assembled from family defaults, YAML, CLI flags and --set.
+
+Each family's spec class is made from its registry entry: `model` is the family's config, `train`
+its train config (TrainConfig or a subclass with its own knobs), plus its extra sections. A spec
+is validated against the class of the family its `model.name` names, so an error names that
+family's own fields.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional, Union
+from typing import Any, Optional
 
-from pydantic import Field
+from pydantic import create_model
 
 from udlcli import config
 from udlcli.config import DataConfig, Strict, TrainConfig
 from udlcli.errors import SpecError
-from udlcli.models import REGISTRY, get
-
-
-def _model_field():
-    configs = tuple(e.config for e in REGISTRY.values())
-    if len(configs) == 1:
-        return configs[0]
-    return Annotated[Union[configs], Field(discriminator="name")]
+from udlcli.models import REGISTRY, Family, default, get
 
 
 class RunSpec(Strict):
-    """A complete, validated description of a training run."""
+    """A complete, validated description of a training run: the base of every family's spec class."""
 
-    model: _model_field()  # type: ignore[valid-type]
+    model: Any
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+
+
+_CLASSES: dict[str, tuple[Family, type[RunSpec]]] = {}
+
+
+def spec_class(name: str) -> type[RunSpec]:
+    """The spec class of a family (made once per registry entry)."""
+    family = get(name)
+    cached = _CLASSES.get(name)
+    if cached is not None and cached[0] is family:
+        return cached[1]
+    train = family.train_config or TrainConfig
+    sections = {k: (cls, cls()) for k, cls in family.sections.items()}
+    cls = create_model(
+        f"{family.title}Spec",
+        __base__=RunSpec,
+        __doc__=f"A complete, validated description of a {family.title} run.",
+        model=(family.config, family.config()),
+        train=(train, train()),
+        **sections,
+    )
+    _CLASSES[name] = (family, cls)
+    return cls
+
+
+def family_of(spec: dict | RunSpec) -> Family:
+    """The family a spec (validated, or a dict with model.name) is of; a one-line error without one."""
+    if isinstance(spec, RunSpec):
+        return get(spec.model.name)
+    model = spec.get("model") if isinstance(spec, dict) else None
+    name = model.get("name") if isinstance(model, dict) else None
+    if not name:
+        raise SpecError(f"the spec has no model.name; give one of: {', '.join(sorted(REGISTRY))}")
+    return get(name)
+
+
+def parse_spec(data: dict, source: str = "spec") -> RunSpec:
+    """Validate a whole spec (a run's stored spec, a --config file's contents) into its family's class."""
+    return config.validate(spec_class(family_of(data).name), data, source=source)
 
 
 def resolve_spec(
@@ -44,11 +82,14 @@ def resolve_spec(
         raise SpecError(
             f"the command names model {model_name!r} but {config_path} has model.name {file_model!r}; drop one"
         )
-    name = model_name or file_model or "ae"
-    entry = get(name)
-    base = {"model": {"name": name}, "train": dict(entry.train_defaults)}
+    family = get(model_name or file_model) if (model_name or file_model) else default()
+    base = {
+        "model": {"name": family.name},
+        "train": dict(family.train_defaults),
+        "data": dict(family.data_defaults),
+    }
     return config.layered(
-        RunSpec,
+        spec_class(family.name),
         base,
         file_spec,
         flags,

@@ -12,6 +12,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from udlcli import ui
+from udlcli.data.fetch import (  # noqa: F401  (md5_of: udl data verify's, through this module)
+    Bar,
+    DownloadFailed,
+    State,
+    first_line,
+    md5_of,
+    network_reason,
+    size,
+    unpack,
+)
 from udlcli.data.sources import SOURCES, missing_files
 
 CELEBA_FILES = ("img_align_celeba.zip", "list_eval_partition.txt")
@@ -19,10 +29,6 @@ CELEBA_FILES = ("img_align_celeba.zip", "list_eval_partition.txt")
 
 USER_AGENT = "pytorch/vision"
 """torchvision's own: some dataset hosts refuse Python's default agent."""
-
-
-class DownloadFailed(Exception):
-    """A download that cannot finish; its message is the one line the user reads."""
 
 
 @dataclass(frozen=True)
@@ -84,14 +90,6 @@ def known_md5(name: str) -> dict[str, str]:
     return dict(pairs)
 
 
-def md5_of(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def drive_download(file_id: str, dest: Path) -> None:
     """Fetch a Google Drive file with gdown, as torchvision does: Drive answers a large file with a confirmation page that gdown gets past."""
     try:
@@ -103,7 +101,7 @@ def drive_download(file_id: str, dest: Path) -> None:
     try:
         out = gdown.download(id=file_id, output=str(dest), quiet=True, user_agent=USER_AGENT)
     except Exception as e:  # requests' and gdown's own errors: all mean Drive did not send the file
-        raise DownloadFailed(f"network error: Google Drive: {_first_line(e)}") from None
+        raise DownloadFailed(f"network error: Google Drive: {first_line(e)}") from None
     if out is None or not dest.is_file():
         raise DownloadFailed(
             f"network error: Google Drive sent no file for {dest.name} (its daily quota may be used up; try later)"
@@ -111,38 +109,6 @@ def drive_download(file_id: str, dest: Path) -> None:
 
 
 # ---------------------------------------------------------------- the download
-
-
-@dataclass
-class _State:
-    """What the worker thread is doing, read by the main thread for the progress bar and the stall watch."""
-
-    root: Path
-    file: str = ""
-    host: str = ""
-    done: int = 0
-    total: int | None = None
-    fetched: int = 0  # bytes of every file so far
-    beat: float = 0.0  # when data last arrived (or an attempt began)
-    unpacking: bool = False
-    # gdown writes the file itself: its progress is the bytes under this folder
-    poll: Path | None = None
-    cancelled: bool = False
-    error: str | None = "the download stopped without a result"
-
-    def begin(self, file: str, host: str) -> None:
-        self.file, self.host, self.done, self.total = file, host, 0, None
-        self.beat = time.monotonic()
-
-    def add(self, n: int, fetched: bool = True) -> None:
-        self.done += n
-        self.fetched += n if fetched else 0
-        self.beat = time.monotonic()
-        if self.cancelled:  # the main thread gave up: stop writing into the scratch folder
-            raise DownloadFailed("cancelled")
-
-    def cannot_write(self, e: OSError) -> DownloadFailed:
-        return DownloadFailed(f"cannot write to {self.root}: {e.strerror or _first_line(e)}")
 
 
 def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | None:
@@ -158,7 +124,7 @@ def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | 
     """
     items = remotes(name)
     top = SOURCES[name].folder.split("/")[0]  # MNIST/raw: the whole MNIST folder moves
-    state = _State(root)
+    state = State(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".download-{name}-", dir=root))
@@ -177,7 +143,7 @@ def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | 
         target=_work, args=(name, items, scratch, state, timeout), daemon=True
     )
     try:
-        with _Bar(state) as bar:
+        with Bar(state) as bar:
             worker.start()
             while worker.is_alive():
                 worker.join(0.2)
@@ -197,14 +163,14 @@ def download_torchvision(name: str, root: Path, timeout: float = 15.0) -> str | 
     if error is None:
         dt = time.monotonic() - t0
         ui.console.print(
-            f"{name}: {_size(state.fetched)} in {dt:.1f} s ({_size(state.fetched / max(dt, 1e-3))}/s), "
+            f"{name}: {size(state.fetched)} in {dt:.1f} s ({size(state.fetched / max(dt, 1e-3))}/s), "
             f"checked against torchvision's md5 and stored in {root / top}",
             markup=False,
         )
     return error
 
 
-def _work(name: str, items: list[Remote], scratch: Path, state: _State, timeout: float) -> None:
+def _work(name: str, items: list[Remote], scratch: Path, state: State, timeout: float) -> None:
     try:
         for r in items:
             dest = scratch / r.path
@@ -221,7 +187,7 @@ def _work(name: str, items: list[Remote], scratch: Path, state: _State, timeout:
         state.unpacking = True
         for r in items:
             if r.unpack:
-                _unpack(scratch / r.path, state)
+                unpack(scratch / r.path, state)
         missing = missing_files(name, scratch)
         if missing:  # a good checksum on the wrong archive (only a test's mirror can serve one)
             raise DownloadFailed(f"the download holds no {', '.join(missing)}")
@@ -229,10 +195,10 @@ def _work(name: str, items: list[Remote], scratch: Path, state: _State, timeout:
     except DownloadFailed as e:
         state.error = str(e)
     except Exception as e:  # unforeseen: still one line, never a traceback from a thread
-        state.error = f"{e.__class__.__name__}: {_first_line(e)}"
+        state.error = f"{e.__class__.__name__}: {first_line(e)}"
 
 
-def _from_mirrors(r: Remote, dest: Path, state: _State, timeout: float) -> None:
+def _from_mirrors(r: Remote, dest: Path, state: State, timeout: float) -> None:
     """Try each URL in turn; a network error or a bad checksum moves on to the next mirror, a disk error stops."""
     errors = []
     for url in r.urls:
@@ -251,7 +217,7 @@ class _MirrorFailed(DownloadFailed):
     """This mirror could not serve the file; another may."""
 
 
-def _get(url: str, r: Remote, dest: Path, state: _State, timeout: float) -> None:
+def _get(url: str, r: Remote, dest: Path, state: State, timeout: float) -> None:
     import http.client
     import urllib.error
     import urllib.request
@@ -266,7 +232,9 @@ def _get(url: str, r: Remote, dest: Path, state: _State, timeout: float) -> None
             f"network error: {host}: HTTP {e.code} {e.reason} for {r.name}"
         ) from None
     except (OSError, http.client.HTTPException, ValueError) as e:
-        raise _MirrorFailed(f"network error: {host}: {_why(e, timeout, 'no answer')}") from None
+        raise _MirrorFailed(
+            f"network error: {host}: {network_reason(e, timeout, 'no answer')}"
+        ) from None
     h = hashlib.md5()
     with response:
         length = response.headers.get("Content-Length", "")
@@ -280,7 +248,7 @@ def _get(url: str, r: Remote, dest: Path, state: _State, timeout: float) -> None
                 try:
                     chunk = response.read1(1 << 16)  # what has come, not a wait for 64 kB
                 except (OSError, http.client.HTTPException) as e:  # a stall is a TimeoutError
-                    why = _why(e, timeout, "no data")
+                    why = network_reason(e, timeout, "no data")
                     raise _MirrorFailed(
                         f"network error: {host}: {why} after {state.done:,} bytes of {r.name}"
                     ) from None
@@ -306,7 +274,7 @@ def _check(r: Remote, got: str, host: str) -> None:
         )
 
 
-def _from_drive(r: Remote, dest: Path, state: _State) -> None:
+def _from_drive(r: Remote, dest: Path, state: State) -> None:
     state.begin(r.name, "Google Drive")
     state.poll = dest.parent
     try:
@@ -317,45 +285,7 @@ def _from_drive(r: Remote, dest: Path, state: _State) -> None:
     _check(r, md5_of(dest), "Google Drive")
 
 
-def _unpack(archive: Path, state: _State) -> None:
-    """Unpack an archive beside itself, then delete it (STL-10's is 2.6 GB): only plain files and folders inside it."""
-    import tarfile
-    import zipfile
-
-    state.begin(f"unpacking {archive.name}", "")
-    try:
-        if archive.suffix == ".zip":
-            with zipfile.ZipFile(archive) as z:  # zipfile keeps every member inside the folder
-                state.total = sum(i.file_size for i in z.infolist())
-                for info in z.infolist():
-                    z.extract(info, archive.parent)
-                    state.add(info.file_size, fetched=False)
-        else:
-            with tarfile.open(archive) as t:
-                for member in t:
-                    _extract(t, member, archive.parent)
-                    state.add(member.size, fetched=False)
-        archive.unlink()
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as e:
-        raise DownloadFailed(
-            f"{archive.name} is not a readable archive ({_first_line(e)})"
-        ) from None
-    except OSError as e:
-        raise state.cannot_write(e) from None
-
-
-def _extract(t, member, where: Path) -> None:
-    import tarfile
-
-    if hasattr(tarfile, "data_filter"):  # Python 3.11.4+ / 3.10.12+: refuses links out, devices, ..
-        t.extract(member, where, filter="data")
-    elif member.isfile() or member.isdir():
-        if member.name.startswith("/") or ".." in Path(member.name).parts:
-            raise tarfile.TarError(f"{member.name} points outside the archive's folder")
-        t.extract(member, where)
-
-
-def _move_into_place(new: Path, target: Path, state: _State) -> str | None:
+def _move_into_place(new: Path, target: Path, state: State) -> str | None:
     """Replace target (an incomplete earlier copy, if any) with the fresh folder; None, or why not."""
     old = new.parent / "replaced"  # goes with the scratch folder, once the new copy is in place
     try:
@@ -367,90 +297,3 @@ def _move_into_place(new: Path, target: Path, state: _State) -> str | None:
             old.rename(target)
         return str(state.cannot_write(e))
     return None
-
-
-class _Bar:
-    """A rich bar (bytes, rate, ETA) for each file on a terminal; nothing while it runs otherwise."""
-
-    def __init__(self, state: _State):
-        self.state, self.progress, self.task, self.file = state, None, None, None
-        self.seen = 0
-
-    def __enter__(self) -> _Bar:
-        if ui.live_enabled():
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                console=ui.console,
-                transient=True,
-            )
-            self.progress.__enter__()
-        return self
-
-    def show(self) -> None:
-        s = self.state
-        if s.poll is not None:  # gdown writes on its own: count what is on disk
-            size = _bytes_under(s.poll)
-            if size != self.seen:
-                self.seen, s.done, s.beat = size, size, time.monotonic()
-        if self.progress is None:
-            return
-        if s.file != self.file:
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task, self.file = self.progress.add_task(s.file, total=s.total), s.file
-        self.progress.update(self.task, completed=s.done, total=s.total)
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
-
-
-def _why(e: BaseException, timeout: float, silent: str) -> str:
-    """What went wrong on the network, in a few words: urllib wraps the socket's error in its reason."""
-    import socket
-
-    reason = getattr(e, "reason", e)
-    if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
-        return f"{silent} for {timeout:g} s"
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, socket.gaierror):
-        return f"cannot resolve the name ({reason.strerror})"
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror
-    return f"{reason.__class__.__name__}: {_first_line(reason)}".rstrip(": ")
-
-
-def _first_line(e: object) -> str:
-    return (str(e).strip().splitlines() or [""])[0]
-
-
-def _size(n: float) -> str:
-    from rich.filesize import decimal
-
-    return decimal(int(n))
-
-
-def _bytes_under(folder: Path) -> int:
-    """Bytes in the files under folder (0 once it is gone)."""
-    total = 0
-    for f in folder.rglob("*"):
-        try:
-            total += f.stat().st_size
-        except OSError:  # moved or removed while we looked
-            pass
-    return total

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 
 from udlcli.config import Strict
-from udlcli.core import distributed
+from udlcli.rows import LOCAL, Rows
 
 NoiseKind = Literal["none", "gaussian", "saltpepper", "both", "mix"]
 EVAL_KINDS: tuple[str, ...] = ("none", "gaussian", "saltpepper", "both")
@@ -38,17 +38,10 @@ class NoiseConfig(Strict):
 
 
 def _draw(
-    fn, shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | None
+    fn, shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | None, rows: Rows
 ) -> torch.Tensor:
-    """rand/randn of `shape` from the generator's device (or x's for the global RNG), moved to x's device."""
-    # Per-row noise that N data-parallel ranks draw as one process would (distributed.draw_rows).
-    if generator is None:
-        return distributed.draw_rows(fn, shape, x.device, x.dtype)
-
-    def seeded(size, device, dtype):
-        return fn(size, generator=generator, device=device, dtype=dtype)
-
-    return distributed.draw_rows(seeded, shape, generator.device, x.dtype).to(x.device)
+    """rand/randn of `shape` on x's device: this process's rows of a draw for the global batch (udlcli.rows)."""
+    return rows.draw(fn, shape, x.device, x.dtype, generator)
 
 
 def _pixel_scale(std, x: torch.Tensor):
@@ -65,6 +58,7 @@ def add_noise(
     std=0.3081,
     generator: torch.Generator | None = None,
     kind: str | None = None,
+    rows: Rows = LOCAL,
 ) -> torch.Tensor:
     """A noisy copy of x (B, C, H, W) in [0, 1]; `kind` overrides cfg.noise (evaluation runs each type).
 
@@ -77,7 +71,7 @@ def add_noise(
     b = x.shape[0]
     if kind == "mix":
         choice = (
-            _draw(torch.rand, (b,), x, generator).mul(4).floor()
+            _draw(torch.rand, (b,), x, generator, rows).mul(4).floor()
         )  # (B,): 0 none, 1 gaussian, 2 s&p, 3 both
         use_gauss = ((choice == 1) | (choice == 3)).view(b, 1, 1, 1)
         use_sp = ((choice == 2) | (choice == 3)).view(b, 1, 1, 1)
@@ -92,15 +86,15 @@ def add_noise(
         )
     # Both noises are always drawn, in a fixed order, so the random stream does not depend on the kind.
     scale = _pixel_scale(std, x)
-    eps = _draw(torch.randn, tuple(x.shape), x, generator) * (
+    eps = _draw(torch.randn, tuple(x.shape), x, generator, rows) * (
         cfg.sigma * scale
     )  # (B, C, H, W), pixel units
     out = (x + eps * use_gauss).clamp(0.0, 1.0)
     # Salt and pepper after the Gaussian, so replaced pixels are exactly 0 or 1 (Fig. 15).
     hit = (
-        _draw(torch.rand, tuple(x.shape), x, generator) < cfg.p
+        _draw(torch.rand, tuple(x.shape), x, generator, rows) < cfg.p
     ) & use_sp  # (B, C, H, W): each channel value replaced on its own
-    white = (_draw(torch.rand, tuple(x.shape), x, generator) < cfg.salt).to(x.dtype)
+    white = (_draw(torch.rand, tuple(x.shape), x, generator, rows) < cfg.salt).to(x.dtype)
     return torch.where(hit, white, out)
 
 

@@ -245,7 +245,7 @@ def _celeba_cached(folder: Path, rows: list[list[str]], size: int) -> np.ndarray
     """
     import hashlib
 
-    from udlcli.data.sources import default_cache_dir
+    from udlcli.data.cache import default_cache_dir
 
     files = "|".join(r[0] for r in rows)  # the list and its order (train first) make the key
     key = hashlib.sha1(f"{folder.resolve()}|{size}|{files}".encode())

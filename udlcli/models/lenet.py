@@ -27,9 +27,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from udlcli.config import Strict
-from udlcli.models.ae import MNIST_SHAPE, Normalize, data_shape, data_stats
-from udlcli.models.registry import ModelEntry, register
+from udlcli.config import MNIST_SHAPE, Strict
+from udlcli.core.contracts import Graph
+from udlcli.models.conv import Normalize, data_shape, data_stats
+from udlcli.models.registry import Family, register
+from udlcli.rows import LOCAL, Rows
 
 
 class LeNetConfig(Strict):
@@ -95,6 +97,7 @@ class LeNet(nn.Module):
         n, (c, h, w) = channels, shape
         # conv 5 (padding 2) keeps the size, each pool halves it, conv 5 (no padding) takes 4 off: 28 -> 14 -> 10 -> 5.
         fh, fw = (h // 2 - 4) // 2, (w // 2 - 4) // 2
+        self.shape = tuple(shape)
         self.n_features, self.n_classes, self.reject, self.negatives = (
             features,
             classes,
@@ -125,6 +128,22 @@ class LeNet(nn.Module):
         """(B, 1, 28, 28) -> logits (B, classes), or (B, classes + 1) with the reject output last."""
         return self.head(self.features(x))
 
+    # The Classifies contract (udlcli.load's classify). Its features are udl evaluate's yardstick, not
+    # an encoder to map or fine-tune, so it does not offer them as Encodes.
+    encode = features
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (B, f) -> logits of the dataset's classes (B, classes), the reject output left out."""
+        return self.head(features)[:, : self.n_classes]
+
+    def graphs(self) -> dict[str, Graph]:
+        x = torch.rand(2, *self.shape)
+        return {
+            "classifier": Graph.of(
+                self, "forward", "images -> logits (B, classes[+1 reject])", input=x
+            )
+        }
+
     def data_probs(self, features: torch.Tensor) -> torch.Tensor:
         """Penultimate features (B, f) -> probabilities of the dataset's classes (B, classes), in float64.
 
@@ -132,7 +151,7 @@ class LeNet(nn.Module):
         """
         return torch.softmax(self.head(features).double(), dim=1)[:, : self.n_classes]
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor, rows: Rows = LOCAL) -> dict[str, torch.Tensor]:
         """The trainer's contract: cross-entropy to minimise, accuracy (on the real images) logged beside it.
 
         In training mode with reject, synthetic non-images labelled `classes` join the batch; validation
@@ -162,11 +181,12 @@ def build_lenet(cfg: LeNetConfig, data) -> LeNet:
 
 
 register(
-    ModelEntry(
+    Family(
         name="lenet",
         config=LeNetConfig,
         build=build_lenet,
-        task="lenet",
+        model=LeNet,
+        title="LeNet",
         description="a LeNet-style CNN classifier (udl evaluate's feature network)",
         # 3 epochs of batch 128 with dropout 0.25 reached only 98.90% MNIST test accuracy (underfitting:
         # train accuracy 98.7%); 4 epochs of batch 64 without dropout reached 99.22% (docs/evaluate.md).
@@ -177,6 +197,11 @@ register(
             "batch_size": 64,
             "epochs": 4,
             "scheduler": "cosine",
+        },
+        tiny={"model": {"channels": 4, "features": 64}},
+        exempt={
+            "two_ranks": "its synthetic negatives (outlier exposure) are drawn per rank, so 2 ranks "
+            "train on other non-images than 1 process does"
         },
     )
 )

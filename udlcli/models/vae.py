@@ -23,18 +23,22 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from udlcli.config import Strict
-from udlcli.core import distributed
-from udlcli.models.ae import (
+from udlcli.config import MNIST_SHAPE, Strict
+from udlcli.core.contracts import Graph, layer_of
+from udlcli.models.ae import TRAIN_DEFAULTS as AE_TRAIN_DEFAULTS
+from udlcli.models.conv import (
     HIDDEN,
-    MNIST_SHAPE,
     ConvDecoder,
     ConvEncoder,
+    ConvFeatures,
+    autoencoder_graphs,
+    conv_layers,
     data_shape,
     data_stats,
     he_init,
 )
-from udlcli.models.registry import ModelEntry, register
+from udlcli.models.registry import Family, register
+from udlcli.rows import LOCAL, Rows
 
 # log sigma^2 is clamped to this range. Unclamped, one bad step can push it to ~+90, where
 # exp() overflows float32 and the KL becomes inf, or to -inf, where the KL's -log sigma^2 term
@@ -58,7 +62,7 @@ class VAEConfig(Strict):
 
 
 class ConvVAE(nn.Module):
-    """Convolutional VAE with a diagonal Gaussian posterior; follows the loss contract of engine/trainer.py."""
+    """Convolutional VAE with a diagonal Gaussian posterior (the trainer's loss contract, core/contracts.py)."""
 
     def __init__(
         self,
@@ -71,7 +75,8 @@ class ConvVAE(nn.Module):
         shape=MNIST_SHAPE,
     ):
         super().__init__()
-        self.latent_dim, self.recon, self.beta, self.shape = latent_dim, recon, beta, tuple(shape)
+        self.channels, self.latent_dim, self.shape = channels, latent_dim, tuple(shape)
+        self.recon, self.beta = recon, beta
         self.encoder = ConvEncoder(channels, mean, std, shape)
         self.to_mu = nn.Linear(HIDDEN, latent_dim)
         self.to_logvar = nn.Linear(HIDDEN, latent_dim)
@@ -112,16 +117,36 @@ class ConvVAE(nn.Module):
         z = torch.randn(n, self.latent_dim, generator=generator)
         return self.decode(z.to(self.to_mu.weight.device))
 
+    @torch.no_grad()
+    def generate(
+        self, n: int, generator: torch.Generator | None = None, batch: int = 2048
+    ) -> torch.Tensor:
+        """New images: prior samples, z drawn at once on the CPU, decoded in batches."""
+        z = torch.randn(n, self.latent_dim, generator=generator).to(self.to_mu.weight.device)
+        return torch.cat([self.decode(z[i : i + batch]).clamp(0, 1) for i in range(0, n, batch)])
+
+    def feature_layers(self) -> dict[str, int]:
+        return conv_layers(self.channels, self.latent_dim, self.shape)
+
+    def feature_extractor(self, layer: str | None = None) -> nn.Module:
+        """Its features: the posterior mean mu (latent, the default), or the encoder's hidden or conv layer."""
+        return ConvFeatures(
+            self.encoder, self.to_mu, layer_of(self.feature_layers(), layer, "a VAE")
+        )
+
+    def graphs(self) -> dict[str, Graph]:
+        return autoencoder_graphs(self, "posterior means")
+
     # ------------------------------------------------------------ the loss contract
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor, rows: Rows = LOCAL) -> dict[str, torch.Tensor]:
         """Batch means of the per-image terms: loss (minimised), recon, kl, and nelbo when beta != 1.
 
         z is sampled in eval mode too: the validation and test figures are the usual one-sample
         Monte-Carlo estimates of the negative ELBO, not the optimistic decode(mu) error.
         """
         mu, logvar = self.posterior(x)
-        eps = distributed.draw_rows(torch.randn, tuple(mu.shape), mu.device, mu.dtype)
+        eps = rows.randn(tuple(mu.shape), mu.device, mu.dtype)
         z = mu + torch.exp(0.5 * logvar) * eps  # (B, d), differentiable in mu and sigma
         logits = self.decode_logits(z)
         if self.recon == "bce":
@@ -145,23 +170,18 @@ def build_vae(cfg: VAEConfig, data) -> ConvVAE:
     )
 
 
+# The AE's optimiser settings (the report's optuna result) and its budget: 40 epochs of batch 64 with a
+# cosine schedule take FID from 196 (30 epochs of 128, no schedule) to 164, past the default AE's 179
+# (docs/vae.md).
 register(
-    ModelEntry(
+    Family(
         name="vae",
         config=VAEConfig,
         build=build_vae,
-        task="vae",
+        model=ConvVAE,
+        title="VAE",
         description="convolutional variational autoencoder (the AE's layers, Gaussian latent)",
-        # The AE's optimiser settings (the report's optuna result) and its budget: 40 epochs of batch 64
-        # with a cosine schedule take FID from 196 (30 epochs of 128, no schedule) to 164, past the
-        # default AE's 179 (docs/vae.md).
-        train_defaults={
-            "optimizer": "adam",
-            "lr": 2.218e-3,
-            "weight_decay": 1.01e-5,
-            "batch_size": 64,
-            "epochs": 40,
-            "scheduler": "cosine",
-        },
+        train_defaults=AE_TRAIN_DEFAULTS,
+        tiny={"model": {"channels": 4}},
     )
 )

@@ -47,7 +47,7 @@ def clean_images(
         raise SpecError(
             f"{existing[0]} already exists{more}; pass --overwrite to replace it, or choose another --out"
         )
-    dae = load_run(run, root, kinds=("dae",), hint=NOT_A_DAE)
+    dae = load_run(run, root, family="dae", hint=NOT_A_DAE)
     shape = dae.spec.data.image_shape
     # A file that is not a readable image is one line here, before anything is written.
     imgs = load_user_images(files, shape, light_on_dark(dae.spec.data.dataset))  # the DAE's C, H, W

@@ -15,6 +15,7 @@ from pathlib import Path
 from udlcli import ui
 from udlcli.config import validate
 from udlcli.core import runs
+from udlcli.core.contracts import Reconstructs
 from udlcli.core.device import resolve_device
 from udlcli.core.lifecycle import RunOptions
 from udlcli.core.loading import LoadedRun, load_run
@@ -25,6 +26,8 @@ from udlcli.errors import SpecError
 from udlcli.tasks import train as train_engine
 from udlcli.tasks.denoise.scores import figures, progress, read_json, score
 
+FAMILY = "dae"
+"""udl denoise trains and scores this family (its registry entry's command)."""
 NOT_A_DAE = (
     "give a run of `udl denoise` (runs/denoise/...); a plain AE run can only be passed to --compare"
 )
@@ -51,13 +54,13 @@ def denoise_spec(
         src = load_run(
             like,
             root,
-            kinds=("ae", "dae"),
-            hint="--like takes an AE (or DAE) run whose architecture to copy",
+            needs=(Reconstructs,),
+            hint="--like takes an autoencoder run (AE, DAE, VAE) whose architecture to copy",
         )
-        arch = {
-            "model.channels": src.spec.model.channels,
-            "model.latent_dim": src.spec.model.latent_dim,
-        }
+        own = src.spec.model.model_dump()
+        if "channels" not in own or "latent_dim" not in own:
+            raise SpecError(f"--like {like}: its model has no channels and latent_dim to copy")
+        arch = {"model.channels": own["channels"], "model.latent_dim": own["latent_dim"]}
         clash = [k.split(".")[1] for k, v in arch.items() if flags.get(k) not in (None, v)]
         if clash:
             raise SpecError(
@@ -67,7 +70,7 @@ def denoise_spec(
             f"architecture from {src.run_dir}: channels {arch['model.channels']}, latent_dim {arch['model.latent_dim']}"
         )
         flags = {**flags, **arch}
-    return resolve_spec("dae", config, flags, sets)
+    return resolve_spec(FAMILY, config, flags, sets)
 
 
 def train_and_evaluate(
@@ -79,7 +82,7 @@ def train_and_evaluate(
     )  # before training: a bad --compare must not cost a training run
     data = load_configured(spec.data)
     trained = train_engine.train(spec, opts, data=data)
-    dae = load_run(trained.run_dir, kinds=("dae",))  # the best checkpoint, as udl train tests it
+    dae = load_run(trained.run_dir, family=FAMILY)  # the best checkpoint, as udl train tests it
     result = _evaluate(
         dae,
         ae,
@@ -103,12 +106,11 @@ def resume_and_evaluate(
     """Continue a DAE run from its last checkpoint (the run lifecycle of udl train), then evaluate it as a fresh run is."""
     from udlcli.core import lifecycle
 
-    lifecycle.open_resume(
-        run, kinds=("dae",)
-    )  # a run of another kind is refused before anything is loaded
+    # A run of another kind is refused before anything is loaded.
+    lifecycle.open_resume(run, command="denoise")
     ae = _load_compare(compare, root)
-    trained = train_engine.resume(run, epochs=epochs, device=device)
-    dae = load_run(trained.run_dir, kinds=("dae",))
+    trained = train_engine.resume(run, epochs=epochs, device=device, command="denoise")
+    dae = load_run(trained.run_dir, family=FAMILY)
     spec = dae.spec
     data = load_configured(spec.data)
     result = _evaluate(
@@ -140,7 +142,7 @@ def evaluate_run(
     validate(
         NoiseConfig, noise or {}, source="noise options"
     )  # bad --sigma/--p/--salt before any loading
-    dae = load_run(run, root, kinds=("dae",), hint=NOT_A_DAE)
+    dae = load_run(run, root, family=FAMILY, hint=NOT_A_DAE)
     cfg = validate(
         NoiseConfig,
         {**dae.spec.model.noise_config().model_dump(), **(noise or {})},
@@ -164,7 +166,10 @@ def _load_compare(compare: str | Path | None, root: str | Path) -> LoadedRun | N
     if compare is None:
         return None
     return load_run(
-        compare, root, kinds=("ae",), hint="--compare takes a plain AE run (udl train ae)"
+        compare,
+        root,
+        needs=(Reconstructs,),
+        hint="--compare takes an autoencoder run (udl train ae) to compare with",
     )
 
 

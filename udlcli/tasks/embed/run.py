@@ -21,15 +21,16 @@ import numpy as np
 
 from udlcli import plots, ui
 from udlcli.core import runs
+from udlcli.core.contracts import Encodes, layer_of
 from udlcli.core.device import resolve_device
-from udlcli.core.latent import encode, run_dataset
+from udlcli.core.latent import features_of, run_dataset
 from udlcli.core.loading import load_run
 from udlcli.core.progress import status
 from udlcli.data import stratified_indices
 from udlcli.errors import SpecError
+from udlcli.models.registry import a_kind
 
-KINDS = ("ae", "vae")
-HINT = "udl embed needs a run with an encoder: train one with udl train ae (or vae)"
+HINT = "udl embed maps a run that encodes images (udl train ae, vae, ...)"
 KNN_K, TRUST_K, FOLDS = 5, 10, 5
 
 
@@ -192,8 +193,12 @@ def embed(
     data_dir: str | Path | None = None,
     device: str | None = None,
     command: str = "",
+    features: str | None = None,
 ) -> EmbedResult:
-    """Write RUN/embed/<name>.png, .csv and .json (name from map_name); everything is checked before anything is written."""
+    """Write RUN/embed/<name>.png, .csv and .json (name from map_name); everything is checked before anything is written.
+
+    `features` names the model's layer to map (its feature_layers(); None: the first, an AE's code).
+    """
     if method not in METHODS:
         raise SpecError(f"--method {method!r}: unknown method; choose one of {', '.join(METHODS)}")
     if perplexity is not None and method != "tsne":
@@ -205,7 +210,9 @@ def embed(
     if n is not None and n < 1:
         raise SpecError(f"--n {n}: give a positive number of test images")
 
-    loaded = load_run(run, root, kinds=KINDS, hint=HINT)
+    loaded = load_run(run, root, needs=(Encodes,), hint=HINT)
+    layers = loaded.model.feature_layers()
+    layer = layer_of(layers, features, a_kind(loaded.kind))
     dev = resolve_device(device or "auto")
     data = run_dataset(loaded, data_dir)
     y_all = data.test.y.cpu().numpy()
@@ -223,7 +230,7 @@ def embed(
 
     loaded.model.to(dev)
     with status(f"encoding {n:,} test images with {loaded.run_dir}"):
-        codes = encode(loaded.model, data.test.subset(idx), dev)  # (n, d)
+        codes = features_of(loaded.model, data.test.subset(idx), dev, layer)  # (n, d)
     d = codes.shape[1]
     t0 = time.perf_counter()
     if d <= 2:  # already 2-D (or 1-D, drawn on a line): plot the codes themselves
@@ -242,6 +249,7 @@ def embed(
         "run": str(loaded.run_dir),
         "checkpoint": str(loaded.checkpoint),
         "kind": loaded.kind,
+        "features": layer,
         "method": method,
         **detail,
         "dataset": data.name,
@@ -254,6 +262,8 @@ def embed(
     out = loaded.run_dir / "embed"
     out.mkdir(parents=True, exist_ok=True)
     stem = map_name(method, n if n != len(y_all) else None, perplexity, seed)
+    if layer != next(iter(layers)):  # another layer than the default gets its own files
+        stem = f"{stem}_{layer}"
     files = [
         _plot(out / f"{stem}.png", xy, y, data.classes, info),
         _csv(out / f"{stem}.csv", xy, y, idx),
@@ -286,7 +296,7 @@ def _plot(path: Path, xy: np.ndarray, y: np.ndarray, classes: list[str], info: d
     m = info["metrics"]
     name = {"pca": "PCA", "tsne": "t-SNE"}[info["method"]] if info["latent_dim"] > 2 else "codes"
     title = (
-        f"{Path(info['run']).name}: {info['latent_dim']}-D {'μ' if info['kind'] == 'vae' else 'codes'} of {info['n']:,} test images, {name}\n"
+        f"{Path(info['run']).name}: {info['latent_dim']}-D {info['features']} features of {info['n']:,} test images, {name}\n"
         f"5-NN acc latent {_fmt(m['knn5_latent'])} / map {_fmt(m['knn5_map'])}   silhouette {_fmt(m['silhouette_latent'])} / "
         f"{_fmt(m['silhouette_map'])}   trustworthiness {_fmt(m['trustworthiness_k10'])}"
     )

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from udlcli.config import LEGACY_SHAPE, MNIST_SHAPE
+from udlcli.config import LEGACY_SHAPE
 from udlcli.core import runs
 from udlcli.core.device import resolve_device
-from udlcli.data import ImageDataset, TensorImages
+from udlcli.data import TensorImages
 from udlcli.data.sources import default_cache_dir
 from udlcli.errors import CheckpointError
 
@@ -102,11 +102,9 @@ class FeatureNet:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from udlcli.data.fetch import digest
+
+    return digest(path, "sha256")
 
 
 # ---------------------------------------------------------------- safetensors files (shipped or cached)
@@ -223,40 +221,3 @@ def find_cached(key: str) -> Path | None:
         ):
             return run_dir
     return None
-
-
-def featurenet_for(
-    data: ImageDataset,
-    data_dir: str | os.PathLike | None = None,
-    device: str = "auto",
-    epochs: int | None = None,
-    limit: int | None = None,
-    shipped: bool = True,
-) -> FeatureNet:
-    """The feature network of data's dataset: the shipped one, else the cached one, else one trained now (once).
-
-    epochs and limit change the recipe (quick test networks), so they never use a shipped network;
-    limit is part of the cache key, so a network trained on part of a dataset is never used for the whole.
-    shipped=False skips the shipped networks (to test the training path).
-    """
-    plain = shipped and epochs is None and limit is None and tuple(data.shape) == MNIST_SHAPE
-    entry = (
-        shipped_entry(data.name) if plain else None
-    )  # the shipped networks are for the 28x28 digits as they are
-    if entry is not None:
-        return load_network(
-            SHIPPED_DIR / entry["file"], device, expected_sha256=entry["sha256"], shipped=True
-        )
-    key = dataset_key(data.name, limit, data.shape)
-    run_dir = find_cached(key)
-    if run_dir is None:
-        from udlcli.tasks.evaluate.training import train_network  # it imports this module
-
-        run_dir = train_network(data, key, data_dir, device, epochs, limit, cache_root())
-    net = load_network(run_dir / WEIGHTS_FILE, device)
-    recorded = json.loads((run_dir / RECORD).read_text()).get("sha256")
-    if recorded != net.sha256:
-        raise CheckpointError(
-            f"{run_dir / WEIGHTS_FILE} changed since it was trained (SHA-256 {net.sha256[:12]}…, recorded {str(recorded)[:12]}…); delete {run_dir} to retrain"
-        )
-    return net

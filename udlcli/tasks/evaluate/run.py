@@ -8,8 +8,6 @@ same network: the train split (the ceiling a perfect model could reach) and unif
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,26 +19,15 @@ import torch
 
 from udlcli import metrics
 from udlcli.core import runs
-from udlcli.core.checkpoint import load_checkpoint
+from udlcli.core.contracts import Generates
 from udlcli.core.progress import status
 from udlcli.data import load_configured
-from udlcli.errors import CheckpointError, SpecError, a_kind
-from udlcli.tasks.evaluate.featurenet import FeatureNet, featurenet_for, writable
+from udlcli.errors import CheckpointError, SpecError
+from udlcli.models import families
+from udlcli.tasks.evaluate.featurenet import FeatureNet, writable
 from udlcli.tasks.evaluate.images import check_images, image_files, load_images
+from udlcli.tasks.evaluate.training import featurenet_for
 
-# Run kind -> "module:function" of its sampler, imported only when used. Every sampler has the
-# signature generate(run: Path, n: int, seed: int = 0, device: str = "cpu") -> (n, C, H, W) float32 in [0, 1] on the CPU.
-GENERATORS = {
-    "ae": "udlcli.tasks.sample.ae:generate_ae",  # Gaussian fitted to the training codes, as `udl sample ae`
-    "vae": "udlcli.tasks.sample.vae:generate_vae",  # prior samples
-    "gan": "udlcli.tasks.sample.gan:generate_gan",  # generator samples
-}
-# Run kinds that make no images, and why; any other kind is "cannot generate" too.
-NOT_GENERATIVE = {
-    "dae": "a denoising autoencoder maps noisy images to clean ones and has no distribution to sample from",
-    "lenet": "a classifier (udl evaluate's feature network) and makes no images",
-    "classifier": "a classifier (udl finetune) and makes no images",
-}
 RESULT_FILE = "evaluation.json"
 
 
@@ -95,35 +82,32 @@ class EvalReport:
 # ------------------------------------------------------------------ sources
 
 
-def _import(target: str, kind: str) -> Callable:
-    module, _, name = target.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise CheckpointError(
-            f"sampling {kind} runs is not available in this version of udl ({target} not found); evaluate another run or --images"
-        ) from None
-    return fn
-
-
 def run_source(path: str | Path) -> Source:
-    """A run folder (or checkpoint) whose kind can generate; a one-line CheckpointError otherwise."""
-    run_dir, ck = runs.resolve_checkpoint(path, "runs", tuple(GENERATORS))
-    payload = load_checkpoint(ck)
+    """A run folder (or checkpoint) whose model generates images; a one-line CheckpointError otherwise."""
+    from udlcli.core.generate import generate_run
+    from udlcli.core.loading import read_checkpoint, refusal, tasks_for
+    from udlcli.models import REGISTRY
+
+    tasks, makes = tasks_for((Generates,))
+    run_dir, ck = runs.resolve_checkpoint(path, "runs", tasks, make=makes)
+    payload = read_checkpoint(ck)
     kind = payload.get("kind") or "unknown"
-    if kind in NOT_GENERATIVE:
+    family = REGISTRY.get(kind)
+    if family is None:
         raise CheckpointError(
-            f"{run_dir} is {a_kind(kind)} run: {NOT_GENERATIVE[kind]}; evaluate an AE, VAE or GAN run, or --images, instead"
+            f"{run_dir} is a {kind} run, which this version of udl does not know (no such model family is installed)"
         )
-    if kind not in GENERATORS:
-        raise CheckpointError(
-            f"{run_dir} is {a_kind(kind)} run, which cannot generate images; evaluate an AE, VAE or GAN run, or --images, instead"
+    if not family.can(Generates):
+        hint = (
+            "evaluate a run that generates ("
+            + ", ".join(f.name for f in families(Generates))
+            + "), or --images, instead"
         )
+        raise refusal(run_dir, kind, [Generates], hint)
     spec_data = (payload.get("spec") or {}).get("data") or {}
     dataset = (payload.get("data") or {}).get("name") or spec_data.get("dataset")
-    if dataset != spec_data.get(
-        "dataset"
-    ):  # mnist asked for, mnist-sample used (offline): evaluate on what it saw
+    if dataset != spec_data.get("dataset"):
+        # mnist asked for, mnist-sample used (offline): evaluate on what it saw
         spec_data = {**spec_data, "dataset": dataset}
     return Source(
         str(run_dir),
@@ -131,7 +115,7 @@ def run_source(path: str | Path) -> Source:
         run_dir,
         dataset,
         spec_data.get("data_dir"),
-        _import(GENERATORS[kind], kind),
+        generate_run,
         data=spec_data,
     )
 
@@ -253,12 +237,8 @@ def _images_json_path(folder: Path, json_out: str | Path | None) -> Path | None:
 
 
 def _generate(src: Source, n: int, seed: int, device: str, data_dir) -> torch.Tensor:
-    kwargs = {"seed": seed, "device": device}
-    if data_dir is not None and "data_dir" in inspect.signature(src.generate).parameters:
-        kwargs["data_dir"] = (
-            data_dir  # samplers that fit something on the training split (the AE's Gaussian) read it there
-        )
-    return src.generate(src.path, n, **kwargs)
+    # A sampler fitted on the training split (the AE's Gaussian) reads it from data_dir when given.
+    return src.generate(src.path, n, seed=seed, device=device, data_dir=data_dir)
 
 
 def _row(

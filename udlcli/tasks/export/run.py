@@ -2,13 +2,15 @@
 
     safetensors   model.safetensors (the weights, no code), config.json (the spec, the image shape,
                   the kind), README.md (a model card: data, measured numbers, the command line)
-    onnx          the same config.json and README.md, and one graph per part: an AE, VAE or DAE's
-                  encoder.onnx (images -> codes) and decoder.onnx (codes -> images), a GAN's
-                  generator.onnx (noise -> images), a classifier's classifier.onnx (images -> logits)
+    onnx          the same config.json and README.md, and one graph for each the family declares
+                  (its model's graphs(), core/contracts.py's Exports): an autoencoder's encoder.onnx
+                  (images -> codes) and decoder.onnx (codes -> images), a GAN's generator.onnx
+                  (noise -> images), a classifier's classifier.onnx (images -> logits), ...
 
-Every ONNX graph takes a batch of any size, is checked against the torch model with onnxruntime
-when that is installed, and reads and writes images in [0, 1] as the Python API does. An export of
-either format loads back with udlcli.load(folder) (the safetensors weights; ONNX folders carry them too).
+Every ONNX graph takes a batch of any size on every input, is checked against the torch model with
+onnxruntime when that is installed, and reads and writes images in [0, 1] as the Python API does.
+An export of either format loads back with udlcli.load(folder) (the safetensors weights; ONNX
+folders carry them too). A run that kept an average of its weights (train.ema) exports the average.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from torch import nn
 
 from udlcli import __version__
-from udlcli.api import Model, load
-from udlcli.errors import KIND_NAMES, CheckpointError, SpecError, a_kind
+from udlcli.core.contracts import Exports, Graph
+from udlcli.core.loading import LoadedRun, cannot, load_run
+from udlcli.errors import CheckpointError, SpecError
+from udlcli.models.registry import a_kind, title
 
 EXPORT_FORMAT = "udl-export/1"
 Format = Literal["safetensors", "onnx"]
@@ -45,7 +48,7 @@ def export(
     """Export a run folder (or checkpoint) to `out` (default RUN/export/<format>/); refuses to overwrite."""
     if fmt not in ("safetensors", "onnx"):
         raise SpecError(f"--format {fmt!r}: choose safetensors or onnx")
-    model = load(run)  # a one-line CheckpointError for a folder without weights
+    model = load_run(run)  # a one-line CheckpointError for a folder without weights
     target = Path(out) if out else model.run_dir / "export" / fmt
     if target.exists() and any(target.iterdir()):
         raise CheckpointError(f"{target} already holds files; give another --out or remove it")
@@ -65,11 +68,11 @@ def export(
     try:
         names = [_weights(model, tmp), _config(model, tmp, fmt), _card(model, tmp, target, fmt)]
         checked: dict[str, float] = {}
-        for name, (module, example) in graphs.items():
+        for name, graph in graphs.items():
             path = tmp / f"{name}.onnx"
-            _onnx(module, example, path)
+            _onnx(graph, path)
             names.append(path)
-            diff = _check(module, example, path)
+            diff = _check(graph, path)
             if diff is not None:
                 checked[name] = diff
         if target.exists():
@@ -84,21 +87,25 @@ def export(
 # ---------------------------------------------------------------- the files
 
 
-def _weights(model: Model, target: Path) -> Path:
+def _shape(model: LoadedRun) -> tuple[int, int, int]:
+    return tuple(model.spec.data.image_shape)
+
+
+def _weights(model: LoadedRun, target: Path) -> Path:
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.model.state_dict().items()}
     path = target / "model.safetensors"
     save_file(state, str(path), metadata={"format": EXPORT_FORMAT, "kind": model.kind})
     return path
 
 
-def _config(model: Model, target: Path, fmt: str) -> Path:
+def _config(model: LoadedRun, target: Path, fmt: str) -> Path:
     spec = model.spec.model_dump(mode="json")
     config = {
         "format": EXPORT_FORMAT,
         "kind": model.kind,
-        "shape": list(model.shape),
+        "shape": list(_shape(model)),
         "spec": spec,
         "exported_as": fmt,
         "udl": __version__,
@@ -109,7 +116,7 @@ def _config(model: Model, target: Path, fmt: str) -> Path:
     return path
 
 
-def _card(model: Model, folder: Path, target: Path, fmt: str) -> Path:
+def _card(model: LoadedRun, folder: Path, target: Path, fmt: str) -> Path:
     """README.md: what the model is, what it was trained on, what was measured, how to load it."""
     summary = _read(model.run_dir / "summary.json")
     meta = (_yaml(model.run_dir / "spec.yaml") or {}).get("meta") or {}
@@ -121,16 +128,10 @@ def _card(model: Model, folder: Path, target: Path, fmt: str) -> Path:
     }
     numbers.update({f"test {k}": v for k, v in (summary.get("test") or {}).items()})
     rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in numbers.items())
-    c, h, w = model.shape
-    graphs = {
-        "gan": "`generator.onnx`: noise (B, d) -> images (B, C, H, W) in [0, 1]",
-        "classifier": "`classifier.onnx`: images -> logits (B, classes)",
-        "lenet": "`classifier.onnx`: images -> logits (B, classes)",
-    }.get(
-        model.kind,
-        "`encoder.onnx`: images -> codes (B, d); `decoder.onnx`: codes -> images in [0, 1]",
-    )
-    name = KIND_NAMES.get(model.kind, model.kind)
+    c, h, w = _shape(model)
+    declared = model.model.graphs() if isinstance(model.model, Exports) else {}
+    graphs = "; ".join(f"`{k}.onnx` ({', '.join(g.inputs)}): {g.doc}" for k, g in declared.items())
+    name = title(model.kind)
     article = a_kind(model.kind)
     text = f"""# {name} trained with udl
 
@@ -186,65 +187,29 @@ def _yaml(path: Path) -> dict | None:
 # ---------------------------------------------------------------- ONNX
 
 
-class _Call(nn.Module):
-    """One method of a model as a module's forward, so torch.onnx traces that method alone."""
-
-    def __init__(self, model: nn.Module, method: str, clamp: bool = False):
-        super().__init__()
-        self.model, self.method, self.clamp = model, method, clamp
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = getattr(self.model, self.method)(x)
-        return out.clamp(0, 1) if self.clamp else out
-
-
-class _Pixels(nn.Module):
-    """A GAN generator whose output is images in [0, 1] (its own is normalised, [-1, 1] by default)."""
-
-    def __init__(self, g: nn.Module, mean: list[float], std: list[float]):
-        super().__init__()
-        self.g = g
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return (self.g(z) * self.std + self.mean).clamp(0, 1)
-
-
-def _graphs(model: Model) -> dict[str, tuple[nn.Module, torch.Tensor]]:
-    """name -> (module, example input) for every graph of the model, or a one-line error."""
-    net = model.module.cpu().eval()
+def _graphs(model: LoadedRun) -> dict[str, Graph]:
+    """The graphs the model declares, in eval mode on the CPU, or a one-line error."""
+    net = model.model.cpu().eval()
+    if not isinstance(net, Exports):
+        raise SpecError(f"--format onnx: {cannot(model.kind, [Exports])}")
     torch.manual_seed(0)
-    images = torch.rand(2, *model.shape)
-    if model.kind == "gan":
-        d = model.spec.data
-        pixels = _Pixels(net, d.mean or [0.5], d.std or [0.5])
-        return {"generator": (pixels, torch.randn(2, model.spec.model.noise_dim))}
-    if model.kind in ("classifier", "lenet"):
-        return {"classifier": (_Call(net, "forward"), images)}
-    if all(hasattr(net, m) for m in ("encode", "decode")):
-        with torch.no_grad():
-            z = net.encode(images)
-        return {
-            "encoder": (_Call(net, "encode"), images),
-            "decoder": (_Call(net, "decode", True), z),
-        }
-    raise SpecError(f"--format onnx: a {model.kind} model has no graph udl can export")
+    return net.graphs()
 
 
-def _onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _onnx(graph: Graph, path: Path) -> None:
     # The TorchScript exporter (dynamo=False) needs no onnxscript and leaves the batch size free;
     # torch marks it deprecated, which is not the user's concern here.
+    names = list(graph.inputs)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                module.eval(),
-                (example,),
+                graph.module.eval(),
+                tuple(graph.inputs.values()),
                 str(path),
-                input_names=["input"],
+                input_names=names,
                 output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                dynamic_axes={**{k: {0: "batch"} for k in names}, "output": {0: "batch"}},
                 dynamo=False,
             )
     except (
@@ -257,15 +222,21 @@ def _onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
         ) from None
 
 
-def _check(module: nn.Module, example: torch.Tensor, path: Path) -> float | None:
+def _check(graph: Graph, path: Path) -> float | None:
     """The largest difference between onnxruntime and torch on a batch of 5 (None: no onnxruntime)."""
     try:
         import onnxruntime as ort
     except ImportError:
         return None
-    x = torch.cat([example, example[:1] * 0.5, example * 0.25])[:5]
+    # Another batch size than the example's: the graph must not have fixed it.
+    inputs = {k: torch.cat([v, v[:1], v])[:5] for k, v in graph.inputs.items()}
+    first = next(iter(inputs))
+    if inputs[first].is_floating_point():
+        inputs[first] = torch.cat(
+            [inputs[first][:2], inputs[first][2:3] * 0.5, inputs[first][3:] * 0.25]
+        )
     with torch.no_grad():
-        want = module(x).numpy()
+        want = graph.module(*inputs.values()).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"input": x.numpy()})[0]
+    got = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
     return float(abs(got - want).max())

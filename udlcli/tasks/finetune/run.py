@@ -23,12 +23,14 @@ import torch
 from udlcli import config, ui
 from udlcli.config import TrainConfig
 from udlcli.core import distributed, lifecycle, runs
-from udlcli.core.checkpoint import load_checkpoint
+from udlcli.core.callbacks import MetricsCSV
 from udlcli.core.device import describe
 from udlcli.core.lifecycle import RunOptions, TrainResult
-from udlcli.core.spec import RunSpec, spec_to_dict
+from udlcli.core.loading import read_checkpoint
+from udlcli.core.spec import parse_spec, spec_to_dict
 from udlcli.core.trainer import EpochCallback, Trainer
 from udlcli.data import TensorImages
+from udlcli.errors import Interrupted, TrainingDiverged
 from udlcli.models import get
 from udlcli.models.classifier import Classifier
 from udlcli.tasks.finetune.scores import (
@@ -39,7 +41,7 @@ from udlcli.tasks.finetune.scores import (
     predict_classes,
     write_figures,
 )
-from udlcli.tasks.finetune.spec import TASK, FinetuneSpec, Prepared, prepare
+from udlcli.tasks.finetune.spec import FAMILY, TASK, FinetuneSpec, Prepared, prepare
 
 __all__ = ["FinetuneResult", "RunOptions", "fit_head", "finetune", "make_trainer", "resume"]
 
@@ -71,10 +73,14 @@ def make_trainer(
         prep.run_spec,
         prep.data,
         prep.device,
-        lambda: get("classifier").build(prep.run_spec.model, prep.run_spec.data),
+        lambda: get(FAMILY).build(prep.run_spec.model, prep.run_spec.data),
     )
     if prep.ae is not None:
-        model.load_encoder(prep.ae.model)
+        model.load_backbone(prep.ae.model)
+    if payload is not None:
+        # A resumed run's weights (its backbone's above all) before its features are computed: the
+        # features of a frozen backbone are computed once, here, and trained on for every epoch.
+        model.load_state_dict(payload["model"])
     model.to(prep.device)
     frozen = not prep.run_spec.model.unfreeze
     features = (
@@ -105,7 +111,7 @@ def make_trainer(
         prep.device,
         ckpt_dir=ckpt_dir,
         extra={
-            "kind": "classifier",
+            "kind": FAMILY,
             "spec": spec_to_dict(prep.run_spec),
             "finetune": prep.spec.model_dump(mode="json"),
             "data": prep.data.info(),
@@ -113,7 +119,7 @@ def make_trainer(
         },
         callbacks=list(callbacks),
         label="finetune",
-        resume_command="udl finetune --resume",
+        resume_command=get(FAMILY).resumes(),
     )
     if payload is not None:
         trainer.load_state(payload)
@@ -131,7 +137,7 @@ class FeatureHead(torch.nn.Module):
         super().__init__()
         self.classifier = classifier
 
-    def loss(self, f: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(self, f: torch.Tensor, y: torch.Tensor, rows=None) -> dict[str, torch.Tensor]:
         return self.classifier.feature_loss(f, y)
 
     def param_groups(self, cfg: TrainConfig) -> list[dict]:
@@ -213,11 +219,11 @@ def resume(
     opts: RunOptions | None = None,
 ) -> FinetuneResult:
     """Continue a classifier run from weights/last.pt (the encoder and head weights come from it, not the AE)."""
-    r = lifecycle.open_resume(run, kinds=("classifier",))
+    r = lifecycle.open_resume(run, command="finetune")
     spec = config.validate(
         FinetuneSpec, r.payload.get("finetune") or {}, source=f"spec stored in {r.checkpoint}"
     )
-    run_spec = config.validate(RunSpec, r.payload["spec"], source=f"spec stored in {r.checkpoint}")
+    run_spec = parse_spec(r.payload["spec"], source=f"spec stored in {r.checkpoint}")
     lifecycle.extend(run_spec.train, r.done, epochs, device, r.run_dir)
     spec.train.epochs, spec.train.device = run_spec.train.epochs, run_spec.train.device
     dev, data = lifecycle.setup(run_spec.train, run_spec.data)
@@ -231,7 +237,7 @@ def resume(
 
 def _run(run_dir: Path, prep: Prepared, base: dict, payload: dict | None) -> FinetuneResult:
     callbacks = [
-        lifecycle.MetricsCSV(run_dir),
+        MetricsCSV(run_dir),
         *lifecycle.trackers(prep.run_spec.train, run_dir, prep.spec.model_dump(mode="json")),
     ]
     trainer = make_trainer(
@@ -244,24 +250,35 @@ def _run(run_dir: Path, prep: Prepared, base: dict, payload: dict | None) -> Fin
     if payload is not None:
         lifecycle.write_metrics(run_dir, trainer.history)
     t0 = time.perf_counter()
-    trainer.fit()
+    try:
+        trainer.fit()
+    except (Interrupted, TrainingDiverged) as e:
+        if trainer.world.is_main:  # what the epochs done show, kept beside the checkpoint
+            status = "interrupted" if isinstance(e, Interrupted) else "diverged"
+            summary = lifecycle.base_summary(
+                trainer, FAMILY, prep.data, prep.device, status, time.perf_counter() - t0
+            )
+            runs.write_json(run_dir / "summary.json", summary)
+        raise
     wall = time.perf_counter() - t0
     # Final evaluation uses the best checkpoint (lowest validation cross-entropy), written by rank 0.
     distributed.barrier()
-    best = load_checkpoint(run_dir / runs.WEIGHTS / "best.pt")
+    best = read_checkpoint(run_dir / runs.WEIGHTS / "best.pt")
     model = classifier_of(trainer)
     model.load_state_dict(best["model"])
     test = prep.data.test.to(prep.device)
     test_metrics = trainer.evaluate(  # all-reduced over the ranks
         FeatureSplit.encode(model, test) if isinstance(trainer.model, FeatureHead) else test
     )
-    distributed.rest_on_main()
+    distributed.rest_on_main()  # the other ranks end here: the run folder is rank 0's
+    if not trainer.world.is_main:
+        return FinetuneResult(run_dir, {}, trainer.history, prep.data.classes)
     pred = predict_classes(model, test)
     true = test.y.cpu().numpy()
     classes = prep.data.classes
     history = trainer.history
     summary = {
-        "model": "classifier",
+        "model": FAMILY,
         "status": "finished",
         "ae_run": prep.spec.finetune.ae,
         "encoder": "fine-tuned" if prep.run_spec.model.unfreeze else "frozen",

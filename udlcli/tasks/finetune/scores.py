@@ -65,9 +65,9 @@ def features_of(model, data: TensorImages, batch_size: int = 2048) -> torch.Tens
 
 
 def baselines(prep: Prepared, run_dir: Path | None = None) -> dict:
-    """Test accuracy of a logistic-regression probe and of 5-NN on the AE encoder's features the head sees.
+    """Test accuracy of a logistic-regression probe and of 5-NN on the encoder's features the head sees.
 
-    The features are the AE's own (--features latent, hidden or conv), even with --unfreeze, so these
+    The features are the encoder run's own (its --features layer), even with --unfreeze, so these
     say what the frozen encoder holds. The probe sees standardised features (lbfgs converges on them);
     kNN uses the feature space's own distances.
     """
@@ -79,10 +79,10 @@ def baselines(prep: Prepared, run_dir: Path | None = None) -> dict:
     from udlcli.models import get
 
     t0 = time.perf_counter()
-    frozen = get("classifier").build(
+    frozen = get(prep.run_spec.model.name).build(
         prep.run_spec.model.model_copy(update={"unfreeze": False}), prep.run_spec.data
     )
-    frozen.load_encoder(prep.ae.model)
+    frozen.load_backbone(prep.ae.model)
     frozen.to(prep.device)
     train_split, _ = prep.data.split(prep.run_spec.data.val_fraction, prep.run_spec.train.seed)
     ztr, ytr = (
@@ -164,7 +164,7 @@ def predict(
     for f in expand_paths(paths):  # a missing or unreadable file is named before any run is loaded
         probe(f)
     loaded = load_run(
-        run, root, kinds=("classifier",), hint="--run takes a run written by udl finetune"
+        run, root, family="classifier", hint="--run takes a run written by udl finetune"
     )
     d = loaded.spec.data
     imgs = load_user_images(paths, d.image_shape, light_on_dark(d.dataset))  # the run's C, H, W

@@ -18,23 +18,25 @@ from pydantic import model_validator
 from udlcli import config
 from udlcli.config import DataConfig, Strict, TrainConfig
 from udlcli.core import lifecycle
+from udlcli.core.contracts import Encodes, layer_of
 from udlcli.core.loading import LoadedRun, load_run
-from udlcli.core.spec import RunSpec
+from udlcli.core.spec import RunSpec, parse_spec
 from udlcli.data import ImageDataset
 from udlcli.errors import CheckpointError, DataError, SpecError
 from udlcli.models import get
 from udlcli.models.classifier import HeadConfig
+from udlcli.models.registry import a_kind, title
 
-ENCODER_KINDS = ("ae", "dae")
-"""Run kinds whose model has the AE's encoder and to_latent modules, so a classifier can start from them."""
-TASK = get("classifier").task
+FAMILY = "classifier"
+TASK = get(FAMILY).task
 
 
 class FinetuneConfig(HeadConfig):
     """The YAML `finetune:` section: the head (hidden, dropout, unfreeze, encoder_lr) and what it starts from."""
 
     ae: Optional[str] = None
-    """The AE run (folder or checkpoint) whose encoder is used; None: the newest AE run under --out."""
+    """The run (folder or checkpoint) whose encoder is used: any run that encodes images (an AE, a DAE,
+    a VAE, a self-supervised encoder); None: the newest such run under --out."""
     init_head: Optional[str] = None
     """A classifier run whose head weights (and, unless given, hidden size) start this run."""
     baselines: bool = True
@@ -86,7 +88,7 @@ class Prepared:
     spec: FinetuneSpec
     """As given, with finetune.ae set to the AE run used and data filled in from the AE's spec."""
     run_spec: RunSpec
-    """model = the ClassifierConfig; stored in checkpoints so load_run can rebuild the classifier."""
+    """model = the classifier's config (with its backbone's); stored in checkpoints so load_run can rebuild it."""
     data: ImageDataset
     device: torch.device
     ae: LoadedRun | None = None
@@ -105,33 +107,35 @@ def prepare(
     ae = ae or load_run(
         ft.ae,
         root,
-        kinds=ENCODER_KINDS,
-        hint="give an AE run folder (runs/ae/<name>) to put the classifier on",
+        needs=(Encodes,),
+        hint="give a run that encodes images (runs/ae/<name>, ...) to put the classifier on",
     )
-    ae_model = ae.spec.model  # the AE's config: channels, latent_dim
-    # The data the AE saw, unless the finetune spec sets a field; the normalisation is the encoder's own.
+    layers = ae.model.feature_layers()
+    layer = layer_of(layers, ft.features, a_kind(ae.kind))
+    # The data the encoder saw, unless the finetune spec sets a field; the normalisation is the encoder's own.
     data_cfg = {**ae.spec.data.model_dump(), **spec.data.model_dump(exclude_unset=True)}
     data_cfg.update(mean=ae.spec.data.mean, std=ae.spec.data.std)
-    head = ft.model_dump(include=set(HeadConfig.model_fields))
+    head = {**ft.model_dump(include=set(HeadConfig.model_fields)), "features": layer}
     head_state = None
     if ft.init_head:
         init = load_run(
-            ft.init_head, root, kinds=("classifier",), hint="--init-head takes a udl finetune run"
+            ft.init_head, root, family=FAMILY, hint="--init-head takes a udl finetune run"
         )
-        if init.spec.model.latent_dim != ae_model.latent_dim:
+        width = int(init.payload["model"]["standardize.mean"].shape[0])
+        if init.spec.model.features != layer:
+            raise SpecError(
+                f"--init-head {init.run_dir} is a head on {init.spec.model.features} features, not {layer}; give --features {init.spec.model.features} or drop --init-head"
+            )
+        if width != layers[layer]:
             raise CheckpointError(
-                f"--init-head {init.run_dir} has a head for latent size {init.spec.model.latent_dim}, but the AE run "
-                f"{ae.run_dir} has latent size {ae_model.latent_dim}; use an AE with latent size {init.spec.model.latent_dim} or drop --init-head"
+                f"--init-head {init.run_dir} has a head for {layer} size {width}, but the {title(ae.kind)} run "
+                f"{ae.run_dir} has {layer} size {layers[layer]}; use an encoder with {layer} size {width} or drop --init-head"
             )
         if "hidden" not in ft.model_fields_set:
             head["hidden"] = init.spec.model.hidden
         elif ft.hidden != init.spec.model.hidden:
             raise SpecError(
                 f"--hidden {ft.hidden} does not fit --init-head {init.run_dir}, whose head has {init.spec.model.hidden} hidden units; drop --hidden"
-            )
-        if init.spec.model.features != ft.features:
-            raise SpecError(
-                f"--init-head {init.run_dir} is a head on {init.spec.model.features} features, not {ft.features}; give --features {init.spec.model.features} or drop --init-head"
             )
         # The head and the standardisation it was trained behind (its numbers belong to its encoder's features).
         head_state = {
@@ -140,19 +144,17 @@ def prepare(
             if k.startswith(("head.", "standardize."))
         }
     spec = spec.model_copy(
-        update={"finetune": ft.model_copy(update={"ae": str(ae.run_dir), "hidden": head["hidden"]})}
+        update={
+            "finetune": ft.model_copy(
+                update={"ae": str(ae.run_dir), "hidden": head["hidden"], "features": layer}
+            )
+        }
     )
     spec = config.validate(FinetuneSpec, {**spec.model_dump(), "data": data_cfg}, source="spec")
-    model_cfg = {
-        "name": "classifier",
-        "channels": ae_model.channels,
-        "latent_dim": ae_model.latent_dim,
-        **head,
-    }
-    run_spec = config.validate(
-        RunSpec,
-        {"model": model_cfg, "data": data_cfg, "train": spec.train.model_dump()},
-        source="spec",
+    backbone = ae.spec.model.model_dump(mode="json")
+    model_cfg = {"name": FAMILY, "backbone": backbone, **head}
+    run_spec = parse_spec(
+        {"model": model_cfg, "data": data_cfg, "train": spec.train.model_dump()}, source="spec"
     )
     device, data = lifecycle.setup(run_spec.train, run_spec.data, data)
     why = data.why_unlabelled()

@@ -12,14 +12,15 @@ def _check_tune(step: Step, ctx: Context) -> None:
     from udlcli.config import validate
     from udlcli.core.spec import resolve_spec
     from udlcli.tasks.finetune import resolve_finetune_spec
-    from udlcli.tasks.tune.space import OBJECTIVES
+    from udlcli.tasks.tune.space import FinetuneObjective, objectives
 
     flags = {k: v for k, v in ctx.flags(step).items() if not k.startswith("search.")}
-    resolve_spec("ae", None, flags, None) if step.what == "ae" else resolve_finetune_spec(
-        None, flags, []
-    )
+    if step.what == FinetuneObjective.name:
+        resolve_finetune_spec(None, flags, [])
+    else:
+        resolve_spec(step.what, None, flags, None)
     validate(
-        OBJECTIVES[step.what].search_cls,
+        objectives()[step.what].search_cls,
         step.params.spec.get("search") or {},
         source="search: section",
     )
@@ -44,9 +45,9 @@ def _check_denoise(step: Step, ctx: Context) -> None:
 
 
 def _check_gan(step: Step, ctx: Context) -> None:
-    from udlcli.tasks.gan import resolve_gan_spec
+    from udlcli.core.spec import resolve_spec
 
-    resolve_gan_spec(None, ctx.flags(step), None)
+    resolve_spec(step.command, None, ctx.flags(step), None)  # `gan` is `train gan`
 
 
 CHECKS: dict[str, Callable[[Step, Context], None]] = {

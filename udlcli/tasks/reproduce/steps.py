@@ -115,8 +115,9 @@ def run_train(step: Step, ctx: Context) -> StepOutput:
     from udlcli.tasks import train
 
     p = step.params
-    config = str(ctx.run_of(p.best_of) / "best.yaml") if p.best_of else None
-    spec = resolve_spec(step.what, config, ctx.flags(step), None)
+    config = str(ctx.run_of(p.best_of) / "best.yaml") if getattr(p, "best_of", None) else None
+    # A `gan` step is `train gan` (the command names the model).
+    spec = resolve_spec(step.what or step.command, config, ctx.flags(step), None)
     r = train.train(
         spec,
         train.RunOptions(out=ctx.root, name=step.name, command=f"udl reproduce (step {step.name})"),
@@ -125,6 +126,8 @@ def run_train(step: Step, ctx: Context) -> StepOutput:
     numbers = {
         k: getattr(spec.model, k) for k in ("channels", "latent_dim") if hasattr(spec.model, k)
     }
+    if "arch" in s:
+        numbers["arch"] = s["arch"]
     numbers |= {
         "optimizer": spec.train.optimizer,
         "lr": spec.train.lr,
@@ -134,9 +137,19 @@ def run_train(step: Step, ctx: Context) -> StepOutput:
     if "test_mse" in s:
         numbers["test MSE ([0,1] pixels)"] = s["test_mse"]
     numbers |= {
-        f"test {k}": v for k, v in s["test"].items() if not ("test_mse" in s and k == "loss")
+        f"test {k}": v
+        for k, v in (s.get("test") or {}).items()
+        if not ("test_mse" in s and k == "loss")
     }
-    return StepOutput(str(r.run_dir), numbers, _pngs(r.run_dir / "figures"))
+    numbers |= {f"final {k}": v for k, v in (s.get("final") or {}).items()}
+    if "failure_detected" in s:
+        numbers["failure detected"] = s["failure_detected"]
+    gif = r.run_dir / "samples" / "progress.gif"
+    return StepOutput(
+        str(r.run_dir),
+        numbers,
+        _pngs(r.run_dir / "figures") + ([str(gif)] if gif.is_file() else []),
+    )
 
 
 def run_embed(step: Step, ctx: Context) -> StepOutput:
@@ -168,15 +181,16 @@ def run_embed(step: Step, ctx: Context) -> StepOutput:
 
 
 def run_sample(step: Step, ctx: Context) -> StepOutput:
-    from udlcli.tasks.sample import sampler
+    from udlcli.tasks.sample import sample
 
     p = step.params
     given = {
         k: v
-        for k, v in dict(n=p.n, grid=p.grid or None, size=p.size, interpolate=p.interpolate).items()
-        if v is not None
+        for k, v in dict(n=p.n, grid=p.grid, size=p.size, interpolate=p.interpolate).items()
+        if v not in (None, False)
     }
-    r = sampler(step.what)(
+    r = sample(
+        step.what,
         run=ctx.run_of(p.from_),
         root=ctx.root,
         command=f"udl reproduce (step {step.name})",
@@ -241,29 +255,6 @@ def run_denoise(step: Step, ctx: Context) -> StepOutput:
     return StepOutput(str(r.run_dir), numbers, _pngs(r.run_dir / "figures"))
 
 
-def run_gan(step: Step, ctx: Context) -> StepOutput:
-    from udlcli.core.lifecycle import RunOptions
-    from udlcli.tasks import gan
-
-    spec = gan.resolve_gan_spec(None, ctx.flags(step), None)
-    r = gan.train_gan(
-        spec, RunOptions(out=ctx.root, name=step.name, command=f"udl reproduce (step {step.name})")
-    )
-    s = r.summary
-    numbers = {
-        "arch": s["arch"],
-        "epochs": s["epochs"],
-        **{f"final {k}": v for k, v in s["final"].items()},
-        "failure detected": s["failure_detected"],
-    }
-    gif = r.run_dir / "samples" / "progress.gif"
-    return StepOutput(
-        str(r.run_dir),
-        numbers,
-        _pngs(r.run_dir / "figures") + ([str(gif)] if gif.is_file() else []),
-    )
-
-
 def run_evaluate(step: Step, ctx: Context) -> StepOutput:
     from udlcli.core.runs import write_json
     from udlcli.tasks.evaluate.run import evaluate
@@ -312,6 +303,6 @@ RUNNERS: dict[str, Callable[[Step, Context], StepOutput]] = {
     "sample": run_sample,
     "finetune": run_finetune,
     "denoise": run_denoise,
-    "gan": run_gan,
+    "gan": run_train,  # `udl gan` is `udl train gan`
     "evaluate": run_evaluate,
 }

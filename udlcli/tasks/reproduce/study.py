@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -77,12 +78,32 @@ class EvaluateStep(_Step):
     n: int = Field(10_000, ge=100)
 
 
-# command -> (model, accepted second words or None for none)
-COMMANDS: dict[str, tuple[type[_Step], tuple[str, ...] | None]] = {
-    "tune": (TuneStep, ("ae", "finetune")),
-    "train": (TrainStep, ("ae", "vae", "dae", "lenet")),
+def _tunable() -> tuple[str, ...]:
+    from udlcli.tasks.tune.space import objectives
+
+    return tuple(objectives())
+
+
+def _trainable() -> tuple[str, ...]:
+    """Families a spec alone trains (a classifier needs an encoder run: its step is `finetune`)."""
+    from udlcli.models import REGISTRY
+
+    return tuple(f.name for f in REGISTRY.values() if f.command != "finetune")
+
+
+def _samplable() -> tuple[str, ...]:
+    from udlcli.core.contracts import Generates, Reconstructs
+    from udlcli.models import REGISTRY
+
+    return tuple(f.name for f in REGISTRY.values() if f.can(Generates) or f.can(Reconstructs))
+
+
+# command -> (model, its accepted second words (from the registry), or None for none)
+COMMANDS: dict[str, tuple[type[_Step], Callable[[], tuple[str, ...]] | None]] = {
+    "tune": (TuneStep, _tunable),
+    "train": (TrainStep, _trainable),
     "embed": (EmbedStep, None),
-    "sample": (SampleStep, ("ae", "vae", "gan")),
+    "sample": (SampleStep, _samplable),
     "finetune": (FinetuneStep, None),
     "denoise": (DenoiseStep, None),
     "gan": (GanStep, None),
@@ -213,7 +234,8 @@ def _step(name: str, body: Any, fail) -> Step:
             name,
             "run",
         )
-    cls, whats = COMMANDS[command]
+    cls, choices_of = COMMANDS[command]
+    whats = choices_of() if choices_of is not None else None
     if whats is None and what is not None or whats is not None and what not in whats:
         choices = (
             f"one of: {', '.join(f'{command} {w}' for w in whats)}"

@@ -26,7 +26,8 @@ KEY_METRICS = (
     ("test_mse", "test MSE", "min"),
     ("best.value", "best value", "min"),  # a tuning study
 )
-"""summary.json keys shown as a run's key metric, the first present wins (with the better direction)."""
+"""summary.json keys shown as a run's key metric, the first present wins (with the better direction);
+a family's own (registry.Family.key_metric, kept in summary.json's key_metric) comes first."""
 
 
 @dataclass
@@ -94,9 +95,10 @@ def read_run(d: Path) -> RunInfo:
     info.epochs_planned = train.get("epochs") if isinstance(train.get("epochs"), int) else None
     if info.epochs and info.epochs_planned and s:  # a resumed run extended with --epochs
         info.epochs_planned = max(info.epochs_planned, info.epochs)
-    for key, label, _ in KEY_METRICS:
+    own = s.get("key_metric") if isinstance(s.get("key_metric"), dict) else {}
+    for key, label, _ in [("key_metric.value", own.get("name"), None), *KEY_METRICS]:
         v = flatten(s).get(key)
-        if isinstance(v, (int, float)) and math.isfinite(v):
+        if label and isinstance(v, (int, float)) and math.isfinite(v):
             info.metric, info.value = label, float(v)
             break
     else:

@@ -11,7 +11,6 @@ from udlcli import plots, ui
 from udlcli.config import dump_yaml
 from udlcli.core import runs
 
-RETRAIN = {"ae": "udl train --config", "finetune": "udl finetune --config"}
 """The command that trains a study's best.yaml as it is."""
 
 
@@ -29,7 +28,7 @@ def write_all(
     if best is not None:
         head = (
             f"# best trial {best.number} of study {plan.study}: {obj.metric} {best.value:.6g}\n"
-            f"# train it with: {RETRAIN[obj.name]} {study_dir / 'best.yaml'}\n"
+            f"# train it with: {obj.retrain} {study_dir / 'best.yaml'}\n"
         )
         (study_dir / "best.yaml").write_text(head + dump_yaml(best.user_attrs["spec"]))
     figures(study, trials, study_dir / "figures", obj.metric, names)

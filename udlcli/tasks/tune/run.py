@@ -22,7 +22,7 @@ from udlcli import ui
 from udlcli.core import tracking
 from udlcli.core.device import parse_devices, round_robin, use_device
 from udlcli.errors import SpecError
-from udlcli.tasks.tune.space import OBJECTIVES
+from udlcli.tasks.tune.space import objectives
 from udlcli.tasks.tune.storage import (
     StorageError,
     choose_storage,
@@ -35,8 +35,6 @@ from udlcli.tasks.tune.storage import (
 from udlcli.tasks.tune.workers import Plan, run_here, run_workers
 
 Pruner = Literal["median", "hyperband", "none"]
-DEFAULT_TRIALS = {"ae": 100, "finetune": 50}
-"""The report's study sizes."""
 
 
 @dataclass
@@ -73,11 +71,13 @@ def tune(
     """Validate, open or create the study, run the workers, then write trials.csv, figures/, best.yaml and summary.json."""
     from udlcli.tasks.tune import outputs as tune_outputs
 
-    if opts.objective not in OBJECTIVES:
+    known = objectives()
+    if opts.objective not in known:
         raise SpecError(
-            f"udl tune {opts.objective}: unknown objective; choose ae (the conv AE's validation MSE) or finetune (the classifier head on a frozen encoder)"
+            f"udl tune {opts.objective}: unknown objective; choose one of: {', '.join(known)} "
+            "(a model's validation loss, or finetune: the classifier head on a frozen encoder)"
         )
-    n = opts.trials if opts.trials is not None else DEFAULT_TRIALS[opts.objective]
+    n = opts.trials if opts.trials is not None else known[opts.objective].search_cls.trials
     if n < 1:
         raise SpecError(
             f"--trials {n}: give the total number of finished trials the study should have (>= 1)"
@@ -97,16 +97,16 @@ def tune(
     flags = {**(flags or {}), "train.epochs": epochs, "train.seed": opts.seed}
     if devices and opts.n_jobs == 1:  # one worker, in this process: on the first device
         flags["train.device"] = use_device(devices[0])
-    obj_cls = OBJECTIVES[opts.objective]
+    obj_cls = known[opts.objective]
     obj = obj_cls.resolve(config_path, flags, sets or [], opts.out)
     study_name = opts.study_name or f"{opts.objective}-study"
     study_dir = Path(opts.out) / "tune" / study_name
+    train = obj.base.get("train", {})
+    track, uri = train.get("track", "none"), train.get("mlflow_uri")
+    tracking.check_backend(track, uri)  # before the study or its folder exists
     storage, kind, why = choose_storage(opts.storage, study_dir, opts.n_jobs)
     if opts.storage is None:
         study_dir.mkdir(parents=True, exist_ok=True)
-    train = obj.base.get("train", {})
-    track, uri = train.get("track", "none"), train.get("mlflow_uri")
-    tracking.check_backend(track, uri)  # before the study exists
     store = open_storage(storage, kind)
     study = _open_study(study_name, store, storage, obj)
     fail_orphans(study)

@@ -1,10 +1,12 @@
-"""What `udl tune` searches: typed search spaces (the YAML `search:` section) and the AE / fine-tune objectives.
+"""What `udl tune` searches: the objectives, each with its typed search space (the YAML `search:` section).
 
 An objective turns sampled values into a complete spec (so the best trial's spec is a ready
 `--config`) and fits it with the shared Trainer, handing the Trainer the pruning callbacks.
 
-    AE        channels n, latent dim, optimiser, lr (log), weight decay (log)  -> validation MSE
-    finetune  hidden units, dropout p, optimiser, lr (log), weight decay (log) -> validation cross-entropy
+    a family  its registry entry's search space (an AE's: channels n, latent dim, optimiser, lr and
+              weight decay, log scale) -> its validation loss (the AE's validation MSE)
+    finetune  hidden units, dropout p, features, optimiser, lr (log), weight decay (log)
+              -> validation cross-entropy of the head on a frozen encoder
 """
 
 from __future__ import annotations
@@ -12,70 +14,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from udlcli import config
-from udlcli.config import Strict
+from udlcli.core.contracts import layer_of
 from udlcli.core.trainer import EpochCallback, Trainer
-
-Optimizer = Literal["adam", "sgd", "rmsprop"]
-LOG_SCALE = ("lr", "weight_decay")
-"""Parameters sampled on a log scale; every other range is sampled uniformly."""
-
-
-class Search(Strict):
-    """Ranges shared by both objectives; each range is [low, high] (low == high fixes the value)."""
-
-    optimizer: list[Optimizer] = Field(["adam", "sgd", "rmsprop"], min_length=1)
-    lr: tuple[float, float] = (1e-4, 1e-2)
-    """Learning rate, log scale (the report's 1e-4 .. 1e-2)."""
-    weight_decay: tuple[float, float] = (1e-6, 1e-3)
-    """Weight decay, log scale (the report's 1e-6 .. 1e-3)."""
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Search:
-        for name, value in self:
-            if isinstance(value, tuple):
-                lo, hi = value
-                if lo > hi:
-                    raise ValueError(f"{name}: low {lo} is above high {hi}; write [low, high]")
-                if name in LOG_SCALE and lo <= 0:
-                    raise ValueError(f"{name}: a log-scale range needs low > 0 (got {lo})")
-                if lo < 0:
-                    raise ValueError(f"{name}: the range must not be negative (got {lo})")
-        return self
-
-    def sample(self, trial) -> dict:
-        """Ask the trial for one value per field, in field order (the order keeps seeded TPE reproducible)."""
-        out: dict = {}
-        for name, value in self:
-            if isinstance(value, list):
-                out[name] = trial.suggest_categorical(name, list(value))
-            elif isinstance(value[0], int) and isinstance(value[1], int):
-                out[name] = trial.suggest_int(name, value[0], value[1])
-            else:
-                out[name] = trial.suggest_float(
-                    name, float(value[0]), float(value[1]), log=name in LOG_SCALE
-                )
-        return out
-
-
-class AESearch(Search):
-    channels: tuple[int, int] = (4, 32)
-    """Channels n of the first convolution (the report's 4 .. 32)."""
-    latent_dim: tuple[int, int] = (2, 16)
-    """Latent dimension (the report's 2 .. 16)."""
+from udlcli.models.registry import a_kind
+from udlcli.search import Search
 
 
 class FinetuneSearch(Search):
+    metric: ClassVar[str] = "validation cross-entropy"
+
     hidden: tuple[int, int] = (64, 1024)
     """Hidden units of the head (the report's 64 .. 1024)."""
     dropout: tuple[float, float] = Field((0.0, 0.5))
     """Dropout p of the head (the report's 0 .. 0.5)."""
-    features: list[Literal["latent", "hidden", "conv"]] = Field(["latent"], min_length=1)
-    """What the head sees (udl finetune --features); the report searched the code's head only."""
+    features: Optional[list[str]] = Field(None, min_length=1)
+    """The encoder layers the head may see (udl finetune --features; an AE's latent, hidden, conv);
+    None: its default layer only (the report searched the code's head only)."""
 
 
 def _split_file(config_path: str | None) -> tuple[dict, dict]:
@@ -85,25 +44,41 @@ def _split_file(config_path: str | None) -> tuple[dict, dict]:
     return search, config.flatten(data)
 
 
-class AEObjective:
-    """Train the report's conv AE; the value is the best validation MSE over the trial's epochs."""
+class FamilyObjective:
+    """Train a model of a family that declares a search space (registry.Family.search); the value is
+    the best validation loss over the trial's epochs (an AE's: its validation MSE)."""
 
-    name = "ae"
-    metric = "validation MSE"
-    search_cls = AESearch
+    name = ""
+    metric = "validation loss"
+    search_cls: type[Search] = Search
+    retrain = "udl train --config"
 
-    def __init__(self, base: dict, search: AESearch):
+    def __init__(self, base: dict, search: Search):
         self.base, self.search = base, search
         self.device = self.data = None
 
     @classmethod
+    def of(cls, family) -> type[FamilyObjective]:
+        """The objective class of a family, named and spaced by its registry entry."""
+        return type(
+            f"{family.title}Objective",
+            (cls,),
+            {
+                "name": family.name,
+                "metric": family.search.metric,
+                "search_cls": family.search,
+                "retrain": f"udl {family.command} --config",
+            },
+        )
+
+    @classmethod
     def resolve(
         cls, config_path: str | None, flags: dict, sets: Sequence[str], root: Path
-    ) -> AEObjective:
+    ) -> FamilyObjective:
         from udlcli.core.spec import resolve_spec, spec_to_dict
 
         search, file_flags = _split_file(config_path)
-        spec = resolve_spec("ae", None, {**file_flags, **flags}, list(sets))
+        spec = resolve_spec(cls.name, None, {**file_flags, **flags}, list(sets))
         return cls(
             spec_to_dict(spec), config.validate(cls.search_cls, search, source="search: section")
         )
@@ -120,7 +95,7 @@ class AEObjective:
             self.base = config.deep_merge(self.base, {"data": fitted})
 
     def data_key(self) -> dict:
-        """What makes two studies' MSEs comparable; image_size and color only when set, so studies
+        """What makes two studies' losses comparable; image_size and color only when set, so studies
         made before they existed still match."""
         d = self.base["data"]
         key = {"dataset": d["dataset"], "limit": d["limit"], "val_fraction": d["val_fraction"]}
@@ -128,15 +103,14 @@ class AEObjective:
         return key
 
     def spec_for(self, params: dict):
-        """The trial's RunSpec: the base spec with the sampled values in place."""
-        from udlcli.core.spec import RunSpec
+        """The trial's spec: the base spec with each sampled value in its section (model or train)."""
+        from udlcli.core.spec import parse_spec
 
-        model = {k: params[k] for k in ("channels", "latent_dim") if k in params}
-        train = {k: params[k] for k in ("optimizer", "lr", "weight_decay") if k in params}
-        return config.validate(
-            RunSpec,
-            config.deep_merge(self.base, {"model": model, "train": train}),
-            source="trial spec",
+        model_fields = set(self.base["model"])
+        model = {k: v for k, v in params.items() if k in model_fields}
+        train = {k: v for k, v in params.items() if k not in model_fields}
+        return parse_spec(
+            config.deep_merge(self.base, {"model": model, "train": train}), source="trial spec"
         )
 
     def fit(self, spec, callbacks: list[EpochCallback], label: str) -> Trainer:
@@ -160,12 +134,13 @@ class AEObjective:
         return trainer
 
 
-class FinetuneObjective(AEObjective):
+class FinetuneObjective(FamilyObjective):
     """Train the classifier head on a frozen AE encoder (udl finetune's fit_head); the value is validation cross-entropy."""
 
     name = "finetune"
     metric = "validation cross-entropy"
     search_cls = FinetuneSearch
+    retrain = "udl finetune --config"
     prep = None
     """udl finetune's Prepared (AE run, data, device), loaded once per process."""
 
@@ -182,10 +157,13 @@ class FinetuneObjective(AEObjective):
         prep = prepare(
             spec, root
         )  # loads and kind-checks the AE run: a bad --from fails here, before anything is written
-        obj = cls(
-            prep.spec.model_dump(mode="json"),
-            config.validate(cls.search_cls, search, source="search: section"),
-        )
+        space = config.validate(cls.search_cls, search, source="search: section")
+        layers = prep.ae.model.feature_layers()
+        for layer in space.features or []:
+            layer_of(layers, layer, a_kind(prep.ae.kind))
+        if space.features is None:  # the encoder's own default layer, as udl finetune uses it
+            space = space.model_copy(update={"features": [prep.run_spec.model.features]})
+        obj = cls(prep.spec.model_dump(mode="json"), space)
         obj.prep = prep
         return obj
 
@@ -209,7 +187,7 @@ class FinetuneObjective(AEObjective):
         )
 
     def fit(self, spec, callbacks: list[EpochCallback], label: str) -> Trainer:
-        from udlcli.core.spec import RunSpec, spec_to_dict
+        from udlcli.core.spec import parse_spec, spec_to_dict
         from udlcli.tasks.finetune import fit_head
 
         head = {
@@ -217,8 +195,7 @@ class FinetuneObjective(AEObjective):
             "dropout": spec.finetune.dropout,
             "features": spec.finetune.features,
         }
-        run_spec = config.validate(
-            RunSpec,
+        run_spec = parse_spec(
             config.deep_merge(
                 spec_to_dict(self.prep.run_spec), {"model": head, "train": spec.train.model_dump()}
             ),
@@ -227,4 +204,9 @@ class FinetuneObjective(AEObjective):
         return fit_head(replace(self.prep, spec=spec, run_spec=run_spec), callbacks=callbacks)
 
 
-OBJECTIVES = {o.name: o for o in (AEObjective, FinetuneObjective)}
+def objectives() -> dict[str, type[FamilyObjective]]:
+    """`udl tune NAME`'s choices: every family with a search space, and finetune (a head on a frozen encoder)."""
+    from udlcli.models import REGISTRY
+
+    found = {f.name: FamilyObjective.of(f) for f in REGISTRY.values() if f.search is not None}
+    return {**found, FinetuneObjective.name: FinetuneObjective}

@@ -16,7 +16,7 @@ from udlcli import ui
 from udlcli.core.device import round_robin, use_device
 from udlcli.core.tracking import TrialTracker
 from udlcli.errors import TrainingDiverged, UdlError, shorten
-from udlcli.tasks.tune.space import OBJECTIVES
+from udlcli.tasks.tune.space import objectives
 from udlcli.tasks.tune.storage import (
     counts,
     fail_orphans,
@@ -104,9 +104,8 @@ def work(
     base = plan.base
     if device is not None and obj is None:
         base = {**base, "train": {**base["train"], "device": use_device(device)}}
-    obj = obj or OBJECTIVES[plan.objective](
-        base, OBJECTIVES[plan.objective].search_cls.model_validate(plan.search)
-    )
+    cls = objectives()[plan.objective]
+    obj = obj or cls(base, cls.search_cls.model_validate(plan.search))
     obj.load(Path(plan.root))
     me = f"{socket.gethostname()}:{os.getpid()}"
 
