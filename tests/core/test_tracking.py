@@ -281,7 +281,7 @@ def test_a_server_that_goes_away_mid_run_is_said_once_and_the_run_completes(runn
 
 def test_a_tuning_worker_whose_server_is_gone_warns_once_and_goes_on(tmp_path, capsys):
     pytest.importorskip("mlflow")
-    from udlcli.core.tracking import TrialTracker
+    from udlcli.tasks.tune.tracking import TrialTracker
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))  # a server that went away: its port refuses connections

@@ -22,6 +22,7 @@ from udlcli import ui
 from udlcli.core import tracking
 from udlcli.core.device import parse_devices, round_robin, use_device
 from udlcli.errors import SpecError
+from udlcli.tasks.tune import tracking as tune_tracking
 from udlcli.tasks.tune.space import objectives
 from udlcli.tasks.tune.storage import (
     StorageError,
@@ -126,7 +127,9 @@ def tune(
         devices,
         track,
         uri,
-        tracking.start_study(track, study, study_dir, obj.base, uri) if track != "none" else None,
+        tune_tracking.start_study(track, study, study_dir, obj.base, uri)
+        if track != "none"
+        else None,
         str(study_dir),
     )
     c = counts(study)
@@ -152,7 +155,7 @@ def tune(
         study, study_dir, obj, plan, storage=shown(storage), wall_s=wall, command=opts.command
     )
     if track != "none":
-        tracking.finish_study(track, plan.parent_run, study_dir, summary, uri)
+        tune_tracking.finish_study(track, plan.parent_run, study_dir, summary, uri)
     return TuneResult(study_dir, summary, top, interrupted)
 
 

@@ -14,7 +14,6 @@ from typing import Literal
 
 from udlcli import ui
 from udlcli.core.device import round_robin, use_device
-from udlcli.core.tracking import TrialTracker
 from udlcli.errors import TrainingDiverged, UdlError, shorten
 from udlcli.tasks.tune.space import objectives
 from udlcli.tasks.tune.storage import (
@@ -23,6 +22,7 @@ from udlcli.tasks.tune.storage import (
     open_storage,
     status_line,
 )
+from udlcli.tasks.tune.tracking import TrialTracker
 
 Pruner = Literal["median", "hyperband", "none"]
 
