@@ -107,6 +107,9 @@ class TrainConfig(Strict):
     """Skip each epoch's last batch when it is smaller than batch_size (losses that need full batches)."""
     n_fixed: int = Field(64, ge=2, le=1024)
     """Models that generate: the size of the fixed noise batch decoded after every epoch (samples/, progress.gif)."""
+    fid_n: int = Field(0, ge=0, le=100_000)
+    """Models that generate: after every epoch, the FID of this many samples on udl evaluate's network
+    (metrics.csv's fid: FID against training time); 0: off. Costs a sampling pass an epoch."""
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["32", "bf16", "16-mixed"] = "32"

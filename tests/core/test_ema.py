@@ -23,17 +23,22 @@ FLAGS = {
 }
 
 
-def test_the_average_follows_the_weights():
+def test_the_average_warms_up_then_follows_the_weights():
     net = torch.nn.Linear(3, 2)
     ema = EMA(net, 0.75)
-    start = ema.state_dict()["weight"].clone()
+    w0 = net.weight.detach().clone()
     with torch.no_grad():
         net.weight.add_(1.0)
+    ema.update()  # the first update warms up: d = min(0.75, 2 / 11), so it moves 9/11 of the way
+    torch.testing.assert_close(ema.state_dict()["weight"], w0 + 9 / 11)
+    ema.updates = 1000  # warmed up: d is the decay itself
+    avg = ema.state_dict()["weight"].clone()
     ema.update()
-    torch.testing.assert_close(ema.state_dict()["weight"], start + 0.25)
+    want = 0.75 * avg + 0.25 * (w0 + 1)
+    torch.testing.assert_close(ema.state_dict()["weight"], want)
     with ema.swapped():
-        torch.testing.assert_close(net.weight, start + 0.25)
-    torch.testing.assert_close(net.weight, start + 1.0)  # its own weights back after the block
+        torch.testing.assert_close(net.weight, want)
+    torch.testing.assert_close(net.weight, w0 + 1.0)  # its own weights back after the block
 
 
 def test_ema_is_checkpointed_scored_loaded_and_resumed_exactly(tmp_path):
@@ -47,7 +52,10 @@ def test_ema_is_checkpointed_scored_loaded_and_resumed_exactly(tmp_path):
     )
     again = resume(first.run_dir, epochs=2)
     a, b = (load_checkpoint(r.run_dir / "weights" / "last.pt") for r in (whole, again))
-    assert set(a["ema"]) == set(a["model"])
+    assert set(a["ema"]) == set(a["model"]) | {"_ema_updates"}
+    assert (
+        int(a["ema"]["_ema_updates"]) == int(b["ema"]["_ema_updates"]) == 2 * 5
+    )  # 160 digits at batch 32: 5 steps an epoch
     assert all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     # The average is not the weights, and it is what a loaded run holds (samples, exports, the API).

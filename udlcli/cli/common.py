@@ -326,3 +326,40 @@ class FlagTable:
 
 def setup(quiet: bool) -> None:
     ui.set_quiet(quiet)
+
+
+# The sampling options of iterative generators (ddpm, flow): udl sample and udl evaluate.
+StepsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--steps",
+        help="Iterative samplers (ddpm, flow): steps from noise to image (ddpm ddim 50, flow 20).",
+    ),
+]
+
+SamplerOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--sampler",
+        metavar="NAME",
+        help="ddpm: ddim (default) | ancestral (all T steps); flow: euler (default) | heun.",
+    ),
+]
+
+ClassOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--class",
+        metavar="K",
+        help="Class-conditional models (trained with --conditional): draw class K.",
+    ),
+]
+
+GuidanceOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--guidance",
+        metavar="G",
+        help="With --class: classifier-free guidance scale (default 1: none; 2 to 4 sharpen the class).",
+    ),
+]

@@ -9,10 +9,14 @@ import typer
 
 from udlcli import ui
 from udlcli.cli.common import (
+    ClassOpt,
     DataDirOpt,
     DeviceOpt,
+    GuidanceOpt,
     QuietReadOpt,
+    SamplerOpt,
     SeedOpt,
+    StepsOpt,
     command_line,
     friendly_errors,
     setup,
@@ -26,7 +30,7 @@ def evaluate(
         Optional[list[Path]],
         typer.Argument(
             metavar="RUNS",
-            help="Run folders (ae, vae or gan) to sample from and compare.",
+            help="Run folders of generators (ae, vae, gan, ddpm, flow, ...) to sample from and compare.",
             show_default=False,
         ),
     ] = None,
@@ -56,6 +60,19 @@ def evaluate(
             help="Where --images writes its evaluation.json (default: inside the folder, when writable).",
         ),
     ] = None,
+    inception_weights: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--inception-weights",
+            metavar="FILE",
+            help="Also FID and IS on the standard InceptionV3, comparable with papers, from this weights "
+            "file (torch-fidelity's or pytorch-fid's .pth; nothing is downloaded; pip install 'udlcli[fid]').",
+        ),
+    ] = None,
+    steps: StepsOpt = None,
+    sampler: SamplerOpt = None,
+    class_: ClassOpt = None,
+    guidance: GuidanceOpt = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
@@ -76,11 +93,13 @@ def evaluate(
             dataset=dataset,
             json_out=json_out,
             command=command_line(),
+            inception_weights=inception_weights,
+            options={"steps": steps, "sampler": sampler, "class_": class_, "guidance": guidance},
         )
-    _print(report)
+    _print(report, class_)
 
 
-def _print(report) -> None:
+def _print(report, class_: int | None = None) -> None:
     from rich.table import Table
 
     from udlcli.metrics import BALANCE_BAND
@@ -102,8 +121,13 @@ def _print(report) -> None:
         ("KL(uniform)", "right"),
     ):
         t.add_column(col, justify=just)
+    rows = [report.references[0], *report.rows, report.references[1]]
+    inception = any("inception" in r.metrics for r in rows)
+    if inception:
+        t.add_column("FID (InceptionV3) ↓", justify="right")
+        t.add_column("IS (InceptionV3)", justify="right")
     flagged = False
-    for i, row in enumerate([report.references[0], *report.rows, report.references[1]]):
+    for i, row in enumerate(rows):
         m, b = row.metrics, row.metrics["balance"]
         share = f"{b['min_share']:.1%}–{b['max_share']:.1%}"
         if not b["balanced"]:
@@ -119,6 +143,11 @@ def _print(report) -> None:
             f"{m['confidence']:.3f}",
             share,
             f"{b['kl_uniform']:.3f}",
+            *(
+                [f"{m['inception']['fid']:.2f}", f"{m['inception']['inception_score']:.2f}"]
+                if inception
+                else []
+            ),
             end_section=i == 0 or i == len(report.rows),
         )
     # Piped or captured output has no width of its own (rich assumes 80): keep each row on one line there.
@@ -140,6 +169,14 @@ def _print(report) -> None:
             f"[red]![/] a class takes less than {lo / c:.1%} or more than {hi / c:.1%} of the samples "
             f"({lo}/{c} and {hi}/{c} for {c} classes): unbalanced or collapsed"
         )
+    if (
+        class_ is not None
+    ):  # the guidance check: how many of class K's samples the yardstick calls K
+        for row in report.rows:
+            share = row.metrics["balance"]["shares"][class_]
+            ui.console.print(
+                f"{row.label}: {share:.1%} of the --class {class_} samples are classified as {class_}"
+            )
     for row in report.rows:
         if row.saved is not None:
             ui.console.print(f"wrote {row.saved}", soft_wrap=True)

@@ -9,11 +9,15 @@ import typer
 
 from udlcli import ui
 from udlcli.cli.common import (
+    ClassOpt,
     DataDirOpt,
     DeviceOpt,
+    GuidanceOpt,
     QuietReadOpt,
     RootOpt,
+    SamplerOpt,
     SeedOpt,
+    StepsOpt,
     command_line,
     friendly_errors,
     setup,
@@ -46,37 +50,10 @@ def sample(
             rich_help_panel="AE",
         ),
     ] = None,
-    steps: Annotated[
-        Optional[int],
-        typer.Option(
-            "--steps",
-            help="Iterative samplers (ddpm, flow): steps from noise to image (ddpm ddim 50, flow 20).",
-        ),
-    ] = None,
-    sampler: Annotated[
-        Optional[str],
-        typer.Option(
-            "--sampler",
-            metavar="NAME",
-            help="ddpm: ddim (default) | ancestral (all T steps); flow: euler (default) | heun.",
-        ),
-    ] = None,
-    class_: Annotated[
-        Optional[int],
-        typer.Option(
-            "--class",
-            metavar="K",
-            help="Class-conditional models (trained with --conditional): draw class K.",
-        ),
-    ] = None,
-    guidance: Annotated[
-        Optional[float],
-        typer.Option(
-            "--guidance",
-            metavar="G",
-            help="With --class: classifier-free guidance scale (default 1: none; 2 to 4 sharpen the class).",
-        ),
-    ] = None,
+    steps: StepsOpt = None,
+    sampler: SamplerOpt = None,
+    class_: ClassOpt = None,
+    guidance: GuidanceOpt = None,
     interpolate: Annotated[
         Optional[str],
         typer.Option(

@@ -63,6 +63,7 @@ FLAGS = FlagTable(
     noise_dim="model.noise_dim",
     d_steps="train.d_steps",
     label_smoothing="train.label_smoothing",
+    conditional="model.conditional",
     dataset="data.dataset",
     image_size="data.image_size",
     color="data.color",
@@ -143,6 +144,15 @@ def train(
         typer.Option(
             help="gan: one-sided label smoothing, D's real target is 1 - this (default 0).",
             rich_help_panel="Training",
+        ),
+    ] = None,
+    conditional: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--conditional/--unconditional",
+            help="ddpm, flow: learn each class too, with label dropout, for `udl sample --class K --guidance W` (default: unconditional).",
+            rich_help_panel="Model",
+            show_default=False,
         ),
     ] = None,
     dataset: DatasetOpt = None,

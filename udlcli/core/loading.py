@@ -16,6 +16,7 @@ import torch
 from udlcli.core import runs
 from udlcli.core.checkpoint import load_checkpoint
 from udlcli.core.contracts import ABILITIES
+from udlcli.core.ema import scored_weights
 from udlcli.errors import CheckpointError, shorten
 
 
@@ -124,7 +125,7 @@ def load_run(
         spec.data.shape = LEGACY_SHAPE
     model = get(kind).build(spec.model, spec.data)
     try:
-        model.load_state_dict(payload.get("ema") or payload["model"])
+        model.load_state_dict(scored_weights(payload))
     except RuntimeError as e:
         raise CheckpointError(
             f"{ck}: weights do not fit {a_kind(kind)} model of this spec ({shorten(str(e))})"

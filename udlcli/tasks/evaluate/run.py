@@ -24,7 +24,7 @@ from udlcli.core.progress import status
 from udlcli.data import load_configured
 from udlcli.errors import CheckpointError, SpecError
 from udlcli.models import families
-from udlcli.tasks.evaluate.featurenet import FeatureNet, writable
+from udlcli.tasks.evaluate.featurenet import writable
 from udlcli.tasks.evaluate.images import check_images, image_files, load_images
 from udlcli.tasks.evaluate.training import featurenet_for
 
@@ -135,11 +135,15 @@ def evaluate(
     command: str = "",
     featurenet_epochs: int | None = None,
     featurenet_limit: int | None = None,
+    inception_weights: str | Path | None = None,
+    options: dict | None = None,
 ) -> EvalReport:
     """Evaluate every source against the test split; writes evaluation.json into each run folder (and for --images, see below).
 
     For --images the result goes to json_out when given, else into the image folder when it is
     writable, else nowhere (the report says so). featurenet_epochs/limit make quick test networks.
+    inception_weights adds the standard InceptionV3's FID and IS (tasks/evaluate/inception.py);
+    options go to every run's sampler (a diffusion model's steps, sampler, class, guidance).
     """
     if not run_paths and images is None:
         raise SpecError("give one or more run folders to evaluate, or --images FOLDER")
@@ -147,6 +151,15 @@ def evaluate(
         raise SpecError(f"--n {n}: FID and precision/recall need at least 2 samples")
     # Validate and load every source before any work, so a bad one costs nothing.
     srcs = [run_source(p) for p in run_paths]
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    inception = None
+    if inception_weights is not None:
+        from udlcli.core.device import resolve_device
+        from udlcli.tasks.evaluate.inception import Inception
+
+        inception = Inception(
+            inception_weights, resolve_device(device)
+        )  # a bad file: one line, now
     if images is not None:
         image_files(images)
         srcs.append(Source(str(images), "images", Path(images)))
@@ -165,9 +178,24 @@ def evaluate(
         real, _ = net.embed_split(data.test)  # (N_test, f)
         real = Reference(real, metrics.manifold_radii(real))
     n_ref = n if run_paths else len(srcs[-1].images)
-    rows = [_row(s, net, real, n, seed, device, data_dir) for s in srcs]
+    inception_real = None
+    if inception is not None:
+        with status(
+            f"InceptionV3 features of the {data.name} test split (cached after the first time)"
+        ):
+            inception_real = inception.reference(data)
+
+    def score(x: torch.Tensor) -> dict:
+        """Every metric of images x on udl's network, and on InceptionV3 when asked for."""
+        feats, probs = net.embed(x)
+        m = real.metrics(feats, probs)
+        if inception is not None:
+            m["inception"] = inception.metrics(inception_real, x)
+        return m
+
+    rows = [_row(s, score, net.shape, n, seed, device, data_dir, options) for s in srcs]
     with status("the ceiling (train split) and floor (uniform noise) rows"):
-        references = _references(data, net, real, min(n_ref, len(data.train)), seed)
+        references = _references(data, score, min(n_ref, len(data.train)), seed)
 
     report = EvalReport(rows, references, data.info(), net.info(), len(data.test))
     common = {
@@ -177,6 +205,8 @@ def evaluate(
         "reference": f"{data.name} test split ({len(data.test):,} images)",
         "dataset": report.dataset,
         "featurenet": report.featurenet,
+        **({"inception": inception.info()} if inception is not None else {}),
+        **({"sampler": options} if options else {}),
         "references": {r.label: r.metrics for r in references},
         "versions": runs.versions(),
     }
@@ -236,26 +266,23 @@ def _images_json_path(folder: Path, json_out: str | Path | None) -> Path | None:
     return folder / RESULT_FILE if writable(folder) else None
 
 
-def _generate(src: Source, n: int, seed: int, device: str, data_dir) -> torch.Tensor:
+def _generate(src: Source, n: int, seed: int, device: str, data_dir, options: dict) -> torch.Tensor:
     # A sampler fitted on the training split (the AE's Gaussian) reads it from data_dir when given.
-    return src.generate(src.path, n, seed=seed, device=device, data_dir=data_dir)
+    return src.generate(src.path, n, seed=seed, device=device, data_dir=data_dir, **options)
 
 
-def _row(
-    src: Source, net: FeatureNet, real: Reference, n: int, seed: int, device: str, data_dir
-) -> Row:
+def _row(src: Source, score, shape, n: int, seed: int, device: str, data_dir, options: dict) -> Row:
     t0 = time.perf_counter()
     if src.images is not None:
         x = src.images
     else:
         with status(f"drawing {n:,} samples from {src.label} ({src.kind}, seed {seed})"):
-            x = _generate(src, n, seed, device, data_dir)
-    x = check_images(torch.as_tensor(x), src.label, net.shape)
-    feats, probs = net.embed(x)
-    return Row(src.label, src.kind, real.metrics(feats, probs), seconds=time.perf_counter() - t0)
+            x = _generate(src, n, seed, device, data_dir, options)
+    x = check_images(torch.as_tensor(x), src.label, shape)
+    return Row(src.label, src.kind, score(x), seconds=time.perf_counter() - t0)
 
 
-def _references(data, net: FeatureNet, real: Reference, n: int, seed: int) -> list[Row]:
+def _references(data, score, n: int, seed: int) -> list[Row]:
     """Ceiling: n seeded train images; floor: n seeded uniform-noise images. Same n as the samples, since FID grows as n shrinks."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data.train), generator=g)[:n]
@@ -265,6 +292,5 @@ def _references(data, net: FeatureNet, real: Reference, n: int, seed: int) -> li
         ("floor: uniform noise", "reference", torch.rand(n, *data.shape, generator=g)),
     ):
         t0 = time.perf_counter()
-        feats, probs = net.embed(x)
-        out.append(Row(label, kind, real.metrics(feats, probs), seconds=time.perf_counter() - t0))
+        out.append(Row(label, kind, score(x), seconds=time.perf_counter() - t0))
     return out

@@ -37,6 +37,8 @@ def callbacks_for(model: torch.nn.Module, ctx, total_steps: int) -> list[Callbac
         out.append(
             FixedSamples(ctx.run_dir, ctx.train, ctx.spec.train.n_fixed, ctx.spec.train.seed)
         )
+        if ctx.spec.train.fid_n:
+            out.append(FIDMonitor(ctx.data, ctx.spec.train.fid_n, ctx.spec.train.seed, ctx.device))
     return out
 
 
@@ -166,6 +168,27 @@ class FixedSamples(Callback):
             caption=f"100 samples after {epochs} epoch{'s' if epochs != 1 else ''}",
             ncol=10,
         )
+
+
+class FIDMonitor(Callback):
+    """train.fid_n: the FID of n samples (the model's default sampler) on udl evaluate's network, each epoch."""
+
+    def __init__(self, data, n: int, seed: int, device):
+        from udlcli import metrics
+        from udlcli.tasks.evaluate.training import featurenet_for
+
+        self.n, self.seed, self.metrics = n, seed, metrics
+        self.net = featurenet_for(data, None, str(device))
+        self.real, _ = self.net.embed_split(data.test)
+
+    def on_epoch(self, trainer, row: dict) -> None:
+        model = trainer.model
+        with trainer.averaged(), torch.no_grad():
+            model.eval()
+            x = model.generate(self.n, torch.Generator().manual_seed(self.seed + 4)).float().cpu()
+            model.train()
+        feats, _ = self.net.embed(x)
+        row["fid"] = self.metrics.fid(feats, self.real)
 
 
 def _to_bytes(images: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,134 @@
+"""What the diffusion and flow families share: a U-Net over images in [-1, 1], class labels with dropout, guidance, seeded generation.
+
+x in [0, 1] (B, C, H, W) -> 2x - 1 in [-1, 1], the space the noise lives in; samples come back as (x + 1) / 2
+conditional   the U-Net also sees the class; in training each label is replaced by "no class"
+              with probability p_uncond, so one network is both the conditional and the
+              unconditional model, and sampling mixes them (classifier-free guidance, Ho and
+              Salimans 2022): out = out_none + guidance * (out_class - out_none)
+generate      n images, the starting noise and every step's noise drawn from a seeded CPU
+              generator in chunks, so the same seed gives the same images on any device; a family
+              gives the loop (`_sample`) over its own time steps
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from pydantic import Field
+
+from udlcli.core.contracts import Graph
+from udlcli.errors import SpecError
+from udlcli.models.unet import UNet, UNetConfig
+from udlcli.rows import Rows
+
+CHUNK = 500
+"""Images generated at once: bounds memory, and fixes how the seeded noise is drawn."""
+
+
+class DenoiserConfig(UNetConfig):
+    conditional: bool = False
+    """Train with class labels (dropped with probability p_uncond), for `udl sample KIND --class K --guidance G`."""
+    p_uncond: float = Field(0.1, ge=0.0, le=1.0)
+    """With conditional: how often a label is replaced by 'no class' in training."""
+    classes: Optional[int] = Field(None, ge=1, le=100_000)
+    """Classes of the data, filled in when the data is loaded (the class embedding's size)."""
+
+
+class Denoiser(torch.nn.Module):
+    def __init__(self, cfg: DenoiserConfig, shape):
+        super().__init__()
+        self.shape, self.conditional = tuple(shape), cfg.conditional
+        self.classes = (cfg.classes or 1) if cfg.conditional else 0
+        self.p_uncond = cfg.p_uncond
+        self.net = UNet(cfg, self.shape, self.classes)
+
+    # ------------------------------------------------------------ training inputs
+
+    def labels(self, y: torch.Tensor, rows: Rows) -> torch.Tensor | None:
+        """The labels the network sees in training: y, each dropped to 'no class' with probability p_uncond."""
+        if not self.conditional:
+            return None
+        drop = rows.rand((len(y),), y.device) < self.p_uncond
+        return torch.where(drop, torch.full_like(y, self.classes), y.clamp(0, self.classes - 1))
+
+    # ------------------------------------------------------------ sampling
+
+    def guided(
+        self, x: torch.Tensor, t: torch.Tensor, label: int | None, guidance: float
+    ) -> torch.Tensor:
+        """The network's output at (x, t), for a class with guidance, or unconditioned."""
+        if label is None or not self.conditional:
+            return self.net(x, t)
+        y = torch.full((len(x),), label, device=x.device, dtype=torch.long)
+        if guidance == 1.0:
+            return self.net(x, t, y)
+        none = torch.full_like(y, self.classes)
+        both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, none]))
+        cond, uncond = both.chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    def check_options(self, class_: int | None, guidance: float) -> None:
+        if class_ is not None and not self.conditional:
+            raise SpecError(
+                "--class needs a model trained with --conditional (this one is unconditional)"
+            )
+        if class_ is not None and not 0 <= class_ < self.classes:
+            raise SpecError(f"--class {class_}: this model knows classes 0..{self.classes - 1}")
+        if guidance != 1.0 and class_ is None:
+            raise SpecError(
+                "--guidance mixes the class's output with the unconditioned one: give --class K too"
+            )
+        if not 0.0 <= guidance <= 50.0:
+            raise SpecError(
+                f"--guidance {guidance}: give a scale between 0 and 50 (1: no guidance)"
+            )
+
+    @torch.no_grad()
+    def run(
+        self, n: int, generator: torch.Generator | None, keep: int = 0, **options
+    ) -> torch.Tensor:
+        """n images in [0, 1] (keep > 0: `keep` frames of the first image's path instead, noise to image)."""
+        self.check_options(options.get("class_"), options.get("guidance", 1.0))
+        dev = next(self.parameters()).device
+        out = []
+        for start in range(0, n, CHUNK):
+            m = min(CHUNK, n - start)
+            x = torch.randn(m, *self.shape, generator=generator).to(dev)
+            out.append(self._sample(x, generator, keep=keep, **options))  # images, or frames
+            if keep:
+                break
+        return ((torch.cat(out) + 1) / 2).clamp(0, 1)
+
+    def trajectory(
+        self, generator: torch.Generator | None = None, frames: int = 8, **options
+    ) -> torch.Tensor:
+        """One sample's way from noise to image: `frames` images (frames, C, H, W) in [0, 1].
+
+        options are generate()'s (each family's generate names them, for `udl sample`)."""
+        return self.run(1, generator, keep=frames, **options)
+
+    def noise(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Fresh noise for one step of a stochastic sampler, from the seeded CPU generator."""
+        return torch.randn(like.shape, generator=generator).to(like.device)
+
+    def _sample(
+        self, x, generator, keep: int = 0, **options
+    ):  # pragma: no cover - each family's own
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ export
+
+    def graphs(self) -> dict[str, Graph]:
+        inputs = {"x": torch.randn(2, *self.shape), "t": torch.tensor([10.0, 500.0])}
+        if self.conditional:
+            inputs["label"] = torch.tensor([0, self.classes])
+        doc = "x_t (B, C, H, W) in [-1, 1], t (B,)" + (
+            ", label (B,) (classes = none)" if self.conditional else ""
+        )
+        return {"denoiser": Graph(self.net, inputs, f"{doc} -> the network's output (B, C, H, W)")}
+
+
+def keep_at(steps: int, frames: int) -> set[int]:
+    """The step indices (0 = the noise, steps = the image) a trajectory of `frames` frames shows."""
+    return {round(i * steps / (frames - 1)) for i in range(frames)}
