@@ -106,3 +106,29 @@ def test_balance_flags_a_one_class_set():
     assert metrics.class_balance(uniform)["balanced"] and metrics.class_balance(uniform)[
         "kl_uniform"
     ] == pytest.approx(0.0)
+
+
+def test_knn_accuracy_by_hand():
+    import torch
+
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    bank_y = torch.tensor([0, 0, 1, 1])
+    q = torch.tensor([[1.0, 0.05], [0.05, 1.0], [0.6, 0.4]])
+    assert metrics.knn_accuracy(bank, bank_y, q, torch.tensor([0, 1, 0]), k=2) == 1.0
+    assert metrics.knn_accuracy(bank, bank_y, q, torch.tensor([1, 1, 1]), k=1) == pytest.approx(
+        1 / 3
+    )
+    # cosine, not distance: a long vector in class 1's direction still counts as class 1
+    assert (
+        metrics.knn_accuracy(bank, bank_y, torch.tensor([[0.0, 50.0]]), torch.tensor([1]), k=1)
+        == 1.0
+    )
+
+
+def test_linear_probe_separates_what_is_separable_and_not_noise():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 600)
+    x = rng.normal(size=(600, 5)) + 4 * np.eye(3, 5)[y]
+    assert metrics.linear_probe(x[:400], y[:400], x[400:], y[400:]) > 0.95
+    noise = rng.normal(size=(600, 5))
+    assert metrics.linear_probe(noise[:400], y[:400], noise[400:], y[400:]) < 0.5

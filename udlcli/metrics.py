@@ -172,3 +172,43 @@ def all_metrics(
         "confidence": confidence(probs),
         "balance": class_balance(probs),
     }
+
+
+def knn_accuracy(
+    bank: torch.Tensor,
+    bank_labels: torch.Tensor,
+    queries: torch.Tensor,
+    labels: torch.Tensor,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk: int = 1024,
+) -> float:
+    """Weighted k-NN accuracy on cosine similarity, as lightly and solo-learn monitor self-supervised features.
+
+    Each query's k most similar bank features vote for their labels with weight exp(similarity /
+    temperature) (Wu et al. 2018); the top vote is the prediction. bank (N, F), queries (M, F).
+    """
+    classes = int(max(bank_labels.max(), labels.max())) + 1
+    b = torch.nn.functional.normalize(bank.float(), dim=1)
+    onehot = torch.nn.functional.one_hot(bank_labels.long(), classes).float()  # (N, classes)
+    k = min(k, len(b))
+    right = 0
+    for i in range(0, len(queries), chunk):
+        q = torch.nn.functional.normalize(queries[i : i + chunk].float(), dim=1)
+        sim, idx = (q @ b.T).topk(k, dim=1)  # (m, k)
+        votes = (onehot[idx] * (sim / temperature).exp().unsqueeze(2)).sum(1)  # (m, classes)
+        right += int((votes.argmax(1) == labels[i : i + chunk].to(votes.device)).sum())
+    return right / max(len(queries), 1)
+
+
+def linear_probe(train: np.ndarray, train_labels, test: np.ndarray, test_labels) -> float:
+    """Test accuracy of a logistic regression on frozen features (standardised first, so lbfgs converges): the linear probe."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(np.asarray(train, dtype=np.float64), np.asarray(train_labels))
+    return float(
+        (probe.predict(np.asarray(test, dtype=np.float64)) == np.asarray(test_labels)).mean()
+    )

@@ -56,6 +56,33 @@ class Rows:
     def rand(self, shape: tuple[int, ...], device=None, dtype=None, generator=None) -> torch.Tensor:
         return self.draw(torch.rand, shape, device, dtype, generator)
 
+    @property
+    def start(self) -> int:
+        """The global index of this process's first row."""
+        return 0 if self.part is None else self.part.start or 0
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """This process's rows t (b, ...) joined with every rank's, in global order (total, ...).
+
+        Gradients flow back to each rank's own rows (an all-gather whose backward sums them), so a
+        loss over the whole global batch (SimCLR's negatives) trains every rank as one process
+        would. The global batch must split evenly over the ranks.
+        """
+        if self.total is None:
+            return t
+        import torch.distributed as dist
+        import torch.distributed.nn.functional as dfn
+
+        world = dist.get_world_size()
+        if self.total % world:
+            from udlcli.errors import SpecError
+
+            raise SpecError(
+                f"a batch of {self.total} does not split evenly over {world} ranks; give a --batch-size "
+                f"that is a multiple of {world} (and train.drop_last: true)"
+            )
+        return torch.cat(dfn.all_gather(t), 0)
+
     def randint(
         self, high: int, shape: tuple[int, ...], device=None, generator=None
     ) -> torch.Tensor:

@@ -8,6 +8,9 @@ images of another shape are all exercised offline. Each run is tiny (a few hundr
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -345,3 +348,56 @@ def test_evaluate_refuses_data_without_two_classes(photos, runner, runs, tmp_pat
     assert ("without a class label" in line) == (layout == "unlabelled")
     assert not (run / "evaluation.json").exists()
     assert not list((tmp_path / "cache").rglob("featurenet.json"))
+
+
+def test_diffusion_on_the_cifar_layout_end_to_end(photos, runner, runs):
+    """CIFAR-10's 32x32 colour layout: flow trains, resumes, samples in colour and is evaluated; 2 ranks train too."""
+    data = ["--dataset", "cifar10", "--data-dir", str(photos["data"]), "-q", "--device", "cpu"]
+    tiny = ["--set", "model.width=8", "--set", "model.attention=false"]
+    r = runner.invoke(app, ["train", "flow", "--epochs", "1", *tiny, *data, "--out", str(runs)])
+    assert r.exit_code == 0, r.output
+    run = runs / "flow" / "flow"
+    r = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2", "-q"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    r = runner.invoke(app, ["sample", "flow", str(run), "--n", "4", "--steps", "3", "-q"])
+    assert r.exit_code == 0 and _colour(run / "samples" / "flow_samples_steps3.png")
+    r = runner.invoke(app, ["evaluate", str(run), "--n", "30", "--steps", "3", "-q"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "evaluation.json").read_text())["n"] == 30
+    # --devices relaunches the command line itself, so it runs as a user runs it: a subprocess.
+    r = subprocess.run(
+        [sys.executable, "-m", "udlcli", "train", "ddpm", "--epochs", "1", "--devices", "2"]
+        + ["--name", "two", *tiny, *data, "--set", "model.timesteps=100", "--out", str(runs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _colour(runs / "ddpm" / "two" / "samples" / "epoch_001.png")
+
+
+def test_self_supervised_on_the_cifar_layout_with_the_resnet(photos, runner, runs):
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "simclr",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(photos["data"]),
+            "--epochs",
+            "2",
+        ]
+        + ["--set", "model.backbone=resnet", "--set", "model.width=8", "--batch-size", "64"]
+        + ["-q", "--device", "cpu", "--out", str(runs)],
+    )
+    assert r.exit_code == 0, r.output
+    run = runs / "simclr" / "simclr"
+    assert _colour(run / "figures" / "views.png")
+    s = json.loads((run / "summary.json").read_text())
+    assert s["test_knn_acc"] > 1 / 9  # nine photographs: above chance after 2 epochs
+    r = runner.invoke(app, ["probe", str(run), "--k", "10", "-q"])
+    assert r.exit_code == 0, r.output

@@ -18,6 +18,7 @@ from udlcli.cli import export as export_cmd
 from udlcli.cli import finetune as finetune_cmd
 from udlcli.cli import gan as gan_cmd
 from udlcli.cli import helptext
+from udlcli.cli import probe as probe_cmd
 from udlcli.cli import reproduce as reproduce_cmd
 from udlcli.cli import runs as runs_cmd
 from udlcli.cli import sample as sample_cmd
@@ -84,6 +85,9 @@ app.command("sample", short_help="Draw samples from a trained model that generat
 )
 app.command("finetune", short_help="Train a classifier on an encoder's features; --predict.")(
     finetune_cmd.finetune
+)
+app.command("probe", short_help="Linear-probe and kNN accuracy of a run's frozen features.")(
+    probe_cmd.probe
 )
 app.command(
     "denoise",

@@ -9,6 +9,7 @@ per-image noise through it, so several ranks draw what one process would.
     HasParamGroups param_groups(train_config) -> [groups]             optimiser groups (an encoder's own lr)
     Adversarial    configure_optimizers(cfg) -> {name: opt}            a model that steps its own optimisers
                    train_step(x, y, optimizers, rows) -> {numbers}     (the GAN): the trainer calls this instead
+    Steps          after_step(progress)                                 what follows each optimiser step (a target network)
     Reconstructs   encode(x) -> z, decode(z) -> x, reconstruct(x) -> x
     Encodes        feature_layers() -> {name: width}, feature_extractor(layer) -> module: images -> (B, width)
     Generates      generate(n, generator, **options) -> images         new images, seeded
@@ -65,6 +66,14 @@ class Adversarial(Protocol):
         optimizers: dict[str, torch.optim.Optimizer],
         rows: Any = ...,
     ) -> dict[str, torch.Tensor]: ...
+
+
+@runtime_checkable
+class Steps(Protocol):
+    """A model with state the optimiser does not train (BYOL's target network): after_step(progress)
+    runs after every optimiser step, progress the share of the run's steps done (0 to 1)."""
+
+    def after_step(self, progress: float) -> None: ...
 
 
 @runtime_checkable
@@ -184,6 +193,7 @@ class Method(torch.nn.Module):
 
 ABILITIES: dict[type, tuple[str, tuple[str, ...]]] = {
     Trainable: ("be trained on a loss", ("loss",)),
+    Steps: ("update itself after each step", ("after_step",)),
     Reconstructs: ("reconstruct images", ("encode", "decode", "reconstruct")),
     Encodes: ("encode images into features", ("feature_layers", "feature_extractor")),
     Generates: ("generate images", ("generate",)),

@@ -28,6 +28,7 @@ import torch
 from udlcli.core import distributed, state
 from udlcli.core.callbacks import Callback, EpochCallback, as_callbacks
 from udlcli.core.checkpoint import save_checkpoint
+from udlcli.core.contracts import Steps
 from udlcli.core.ema import EMA
 from udlcli.core.optim import Schedule
 from udlcli.core.progress import EpochProgress
@@ -71,6 +72,7 @@ class Trainer:
         self.optimizers = self.step.optimizers
         self.schedule = Schedule(self.optimizers, self.cfg)
         self.ema = EMA(self.model, self.cfg.ema) if self.cfg.ema else None
+        self.after_step = isinstance(self.model, Steps)
         self.shuffle_gen = torch.Generator().manual_seed(self.cfg.seed)
         self.epoch = 0
         self.history: list[dict] = []
@@ -193,6 +195,8 @@ class Trainer:
             if rows.part is not None:
                 x, y = x[rows.part], y[rows.part]
             out = self.step(x, y, rows)
+            if self.after_step:  # a target network's move (BYOL), a function of the step alone
+                self.model.after_step((step + 1) / total)
             if self.ema is not None:
                 self.ema.update()
             seen += len(x)

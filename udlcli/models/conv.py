@@ -85,7 +85,9 @@ def conv_trunk(channels: int, shape: Sequence[int], norm=None) -> list[nn.Module
     c_in = shape[0]
     for i, (_, _, k, pad) in enumerate(conv_plan(shape[1], shape[2])):
         c_out = channels * 2**i
-        layers.append(nn.Conv2d(c_in, c_out, k, stride=2, padding=pad if k == 3 else 1))
+        # No bias before a norm: the norm removes it, and Adam would step its zero gradient's rounding noise.
+        conv = nn.Conv2d(c_in, c_out, k, stride=2, padding=pad if k == 3 else 1, bias=norm is None)
+        layers.append(conv)
         layers += [norm(c_out)] if norm is not None else []
         layers.append(nn.ReLU(True))
         c_in = c_out

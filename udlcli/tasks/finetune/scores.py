@@ -71,11 +71,9 @@ def baselines(prep: Prepared, run_dir: Path | None = None) -> dict:
     say what the frozen encoder holds. The probe sees standardised features (lbfgs converges on them);
     kNN uses the feature space's own distances.
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
+    from udlcli.metrics import linear_probe
     from udlcli.models import get
 
     t0 = time.perf_counter()
@@ -93,17 +91,15 @@ def baselines(prep: Prepared, run_dir: Path | None = None) -> dict:
         features_of(frozen, prep.data.test.to(prep.device)).double().cpu().numpy(),
         prep.data.test.y.numpy(),
     )
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    probe.fit(ztr, ytr)
     knn = KNeighborsClassifier(n_neighbors=KNN_K).fit(ztr, ytr)
     out = {
         "features": prep.run_spec.model.features,
-        "linear_probe": float((probe.predict(zte) == yte).mean()),
+        "linear_probe": linear_probe(ztr, ytr, zte, yte),
         f"knn{KNN_K}": float((knn.predict(zte) == yte).mean()),
         "time_s": round(time.perf_counter() - t0, 2),
     }
     ui.info(
-        f"baselines on the AE's {out['features']} features: linear probe {out['linear_probe']:.2%}, {KNN_K}-NN {out[f'knn{KNN_K}']:.2%} test accuracy"
+        f"baselines on the encoder's {out['features']} features: linear probe {out['linear_probe']:.2%}, {KNN_K}-NN {out[f'knn{KNN_K}']:.2%} test accuracy"
     )
     if run_dir is not None:
         runs.write_json(run_dir / BASELINES_FILE, out)
