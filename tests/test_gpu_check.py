@@ -19,7 +19,11 @@ spec.loader.exec_module(gpu_check)
 ASKED = [  # issue 25: every command, one short epoch each
     "train ae", "train vae", "train dae", "denoise", "finetune", "finetune --unfreeze", "gan",
     "gan --arch dcgan", "tune ae, 4 trials, 2 workers", "embed", "sample ae", "sample vae",
-    "sample gan", "evaluate", "export onnx", "export safetensors", "reproduce --profile quick",
+    "sample gan", "evaluate", "export onnx", "export safetensors",
+    # issues 27 and 28: the diffusion and self-supervised families on the device
+    "train ddpm --precision bf16", "train flow --conditional --precision bf16", "sample ddpm",
+    "sample flow --class 3 --guidance 2", "evaluate ddpm flow", "train simclr", "train byol",
+    "probe simclr", "reproduce --profile quick",
 ]  # fmt: skip
 
 

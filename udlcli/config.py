@@ -110,6 +110,16 @@ class TrainConfig(Strict):
     fid_n: int = Field(0, ge=0, le=100_000)
     """Models that generate: after every epoch, the FID of this many samples on udl evaluate's network
     (metrics.csv's fid: FID against training time); 0: off. Costs a sampling pass an epoch."""
+
+    @field_validator("fid_n")
+    @classmethod
+    def _two_or_more(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError(
+                "an FID needs at least 2 samples; give 0 (off) or 2 and more (1,000 is usual)"
+            )
+        return v
+
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["32", "bf16", "16-mixed"] = "32"

@@ -66,7 +66,8 @@ class Rows:
 
         Gradients flow back to each rank's own rows (an all-gather whose backward sums them), so a
         loss over the whole global batch (SimCLR's negatives) trains every rank as one process
-        would. The global batch must split evenly over the ranks.
+        would. Shards differ by a row at most (core/distributed.shard): each is padded to the
+        largest for the all-gather, and the padding dropped.
         """
         if self.total is None:
             return t
@@ -74,14 +75,11 @@ class Rows:
         import torch.distributed.nn.functional as dfn
 
         world = dist.get_world_size()
-        if self.total % world:
-            from udlcli.errors import SpecError
-
-            raise SpecError(
-                f"a batch of {self.total} does not split evenly over {world} ranks; give a --batch-size "
-                f"that is a multiple of {world} (and train.drop_last: true)"
-            )
-        return torch.cat(dfn.all_gather(t), 0)
+        base, extra = divmod(self.total, world)
+        sizes = [base + (r < extra) for r in range(world)]
+        pad = sizes[0] - len(t)
+        padded = torch.cat([t, t.new_zeros(pad, *t.shape[1:])]) if pad else t
+        return torch.cat([p[:n] for p, n in zip(dfn.all_gather(padded), sizes)])
 
     def randint(
         self, high: int, shape: tuple[int, ...], device=None, generator=None

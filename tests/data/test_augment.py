@@ -62,3 +62,10 @@ def test_colour_images_get_jitter_and_grey():
     out = augment(x, cfg, False, Rows())
     grey = (out.std(1) < 1e-6).flatten(1).all(1)  # the three channels equal
     assert 0.3 < float(grey.float().mean()) < 0.7
+
+
+def test_the_strongest_views_stay_finite(digits):
+    """strength up to 2 (udl tune searches to 1.5) widens the crop past crop_min: never a negative area."""
+    torch.manual_seed(0)
+    v = augment(digits, AugmentConfig(strength=2.0), False, Rows())
+    assert bool(torch.isfinite(v).all()) and float(v.std()) > 0

@@ -99,3 +99,13 @@ def test_label_dropout_uses_the_trainers_rows():
         y[50:], Rows(100, slice(50, 100))
     )  # rank 1 of 2: the same labels as one process
     assert torch.equal(whole[50:], half) and 20 < int((whole == 10).sum()) < 80
+
+
+def test_ddim_steps_start_from_pure_noise_and_a_short_linear_schedule_stays_finite():
+    from udlcli.models.ddpm import ddim_steps
+
+    assert ddim_steps(1000, 1) == [999] and ddim_steps(1000, 2) == [999, 0]
+    many = ddim_steps(1000, 50)
+    assert len(many) == 50 and many[0] == 999 and many[-1] == 0
+    short = torch.cumprod(1 - betas_for("linear", 10), 0)  # Ho's betas stretched to T = 10
+    assert bool(torch.isfinite(short).all()) and float(short.min()) > 0

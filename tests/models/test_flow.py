@@ -63,3 +63,23 @@ def test_logit_normal_times_stay_inside_the_path():
     t = torch.sigmoid(Rows().randn((10_000,), "cpu"))
     assert 0 < float(t.min()) and float(t.max()) < 1 and abs(float(t.mean()) - 0.5) < 0.01
     assert model.time_sampling == "logit-normal"
+
+
+def test_conditional_training_needs_labels(runner, tmp_path):
+    """A flat folder has no classes: --conditional is one line before anything is written."""
+    from PIL import Image
+
+    from udlcli.cli.app import app
+
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i, img in enumerate(load_dataset("mnist-sample", limit=40).train.images(torch.arange(40))):
+        Image.fromarray((img[0] * 255).byte().numpy()).save(folder / f"{i:03d}.png")
+    out = tmp_path / "runs"
+    r = runner.invoke(
+        app,
+        ["train", "flow", "--conditional", "--dataset", f"folder:{folder}", "--out", str(out)]
+        + ["--epochs", "1", "--set", "model.width=8", "-q"],
+    )
+    assert r.exit_code != 0 and "has training images without a class label" in r.output
+    assert "Traceback" not in r.output and not out.exists()

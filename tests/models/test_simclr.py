@@ -81,3 +81,34 @@ def test_the_run_encodes_probes_and_exports(tmp_path, runner):
     assert exported.exit_code == 0, exported.output
     again = udlcli.load(r.run_dir / "export" / "safetensors")
     torch.testing.assert_close(again.encode(x), z)
+
+
+def test_embed_finetune_and_tune_take_a_simclr_run(tmp_path, runner):
+    """The rest of udl takes the run: embed maps its backbone, finetune trains a head frozen and
+    unfrozen, and tune searches its temperature, learning rate and augmentation strength."""
+    flags = {
+        "data.dataset": "mnist-sample",
+        "data.limit": 300,
+        "train.epochs": 2,
+        "train.batch_size": 64,
+        "train.device": "cpu",
+        **{f"model.{k}": v for k, v in TINY.items()},
+    }
+    run = train(resolve_spec("simclr", flags=flags), RunOptions(out=tmp_path)).run_dir
+
+    def ok(*args):
+        r = runner.invoke(app, [*args, "-q"])
+        assert r.exit_code == 0, r.output
+
+    ok("embed", str(run), "--method", "pca", "--n", "300")
+    assert json.loads((run / "embed" / "pca_n300.json").read_text())["features"] == "backbone"
+    for name, more in (("frozen", []), ("unfrozen", ["--unfreeze"])):
+        ok("finetune", str(run), "--epochs", "2", "--limit", "300", "--no-baselines", *more,
+           "--name", name, "--out", str(tmp_path))  # fmt: skip
+        s = json.loads((tmp_path / "finetune" / name / "summary.json").read_text())
+        assert s["test_accuracy"] > 0.2, (name, s["test_accuracy"])  # ten digits: twice chance
+    ok("tune", "simclr", "--trials", "2", "--max-epochs", "1", "--dataset", "mnist-sample",
+       "--limit", "300", "--batch-size", "64", "--out", str(tmp_path), "--name", "ssl-study",
+       *[a for k, v in TINY.items() for a in ("--set", f"model.{k}={v}")])  # fmt: skip
+    trials = (tmp_path / "tune" / "ssl-study" / "trials.csv").read_text()
+    assert "temperature" in trials and "strength" in trials

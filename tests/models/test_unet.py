@@ -52,3 +52,18 @@ def test_it_starts_at_zero_and_sees_time_and_class():
     assert torch.allclose(
         net(x[:1], t[:1]), net(x[:1], t[:1], torch.tensor([10]))
     )  # None = no class
+
+
+@pytest.mark.parametrize(
+    "flags,says",
+    [
+        ({"model.width": 12}, "multiple of 8"),  # group norm's 8 groups
+        ({"train.fid_n": 1}, "at least 2 samples"),
+    ],
+)
+def test_a_spec_the_unet_or_its_fid_cannot_take_is_refused_up_front(flags, says):
+    from udlcli.core.spec import resolve_spec
+    from udlcli.errors import SpecError
+
+    with pytest.raises(SpecError, match=says):
+        resolve_spec("flow", flags=flags)

@@ -24,7 +24,7 @@ def test_probe_writes_both_accuracies_well_above_chance(runner, ae_run):
     n = json.loads((ae_run / "probe.json").read_text())
     assert (n["kind"], n["features"], n["width"]) == ("ae", "latent", 7)
     # A 7-number latent of a tiny 2-epoch AE (about 50%): 3x the 10% of guessing, short of a classifier.
-    assert 0.3 < n["linear_probe"] < 1 and 0.3 < n["knn20"] < 1
+    assert 0.3 < n["linear_probe"] < 1 and 0.3 < n["knn20_cosine"] < 1
     assert n["train_images"] + n["test_images"] <= 2_000 + 10_000
     assert "linear probe" in r.output and f"{n['linear_probe']:.2%}" in r.output
 

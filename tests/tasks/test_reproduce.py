@@ -222,3 +222,43 @@ def test_from_only_and_resume_choose_the_steps_to_run(tmp_path):
             None,
             fresh=False,
         )
+
+
+def test_a_study_of_the_new_families(tmp_path, runner):
+    """reproduce knows every registered family: flow and SimCLR train, sample, evaluate and embed as steps."""
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        textwrap.dedent("""
+        name: new-families
+        data: {dataset: mnist-sample}
+        steps:
+          flow:
+            run: train flow
+            spec: {data: {limit: 200}, model: {width: 8, attention: false}, train: {epochs: 1, n_fixed: 4}}
+          sample_flow:
+            run: sample flow
+            from: flow
+            n: 16
+          simclr:
+            run: train simclr
+            spec: {data: {limit: 200}, model: {channels: 8, proj_hidden: 32, proj_dim: 16}, train: {epochs: 1, batch_size: 64}}
+          pca:
+            run: embed
+            from: simclr
+            method: pca
+          evaluate:
+            run: evaluate
+            runs: [flow]
+            n: 100
+        profiles: {quick: {}}
+        """)
+    )
+    out = tmp_path / "runs"
+    r = runner.invoke(app, ["reproduce", str(study), "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    report = out / "report" / "new-families"
+    assert {k: v["status"] for k, v in _states(report).items()} == dict.fromkeys(
+        ["flow", "sample_flow", "simclr", "pca", "evaluate"], "done"
+    )
+    md = (report / "report.md").read_text()
+    assert "flow (flow): FID (udl-LeNet)" in md

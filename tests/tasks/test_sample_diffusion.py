@@ -98,3 +98,9 @@ def test_evaluate_passes_the_sampling_options_and_reports_the_class_share(runner
     assert e["sampler"] == {"steps": 3, "class_": 3, "guidance": 2.0} and e["n"] == 40
     share = e["balance"]["shares"][3]
     assert f"{share:.1%} of the --class 3 samples are classified as 3" in r.output
+
+
+def test_sampling_options_without_a_run_are_one_line(runner, tmp_path):
+    r = runner.invoke(app, ["evaluate", "--images", str(tmp_path), "--class", "12"])
+    assert r.exit_code != 0
+    assert "--class: sampling options go with runs that generate" in one_error_line(r)

@@ -9,18 +9,15 @@ import typer
 
 from udlcli import ui
 from udlcli.cli.common import (
-    ClassOpt,
     DataDirOpt,
     DeviceOpt,
-    GuidanceOpt,
     QuietReadOpt,
-    SamplerOpt,
     SeedOpt,
-    StepsOpt,
     command_line,
     friendly_errors,
     setup,
 )
+from udlcli.cli.sampling import ClassOpt, GuidanceOpt, SamplerOpt, StepsOpt
 
 FID_LABEL = "FID (udl-LeNet)"
 

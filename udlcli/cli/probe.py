@@ -51,7 +51,7 @@ def probe(
     n = r.numbers
     ui.console.print(
         f"{r.run_dir}: {n['features']} features ({n['width']:,}) of {n['dataset']}: linear probe "
-        f"[bold]{n['linear_probe']:.2%}[/], {k}-NN [bold]{n[f'knn{k}']:.2%}[/] test accuracy "
+        f"[bold]{n['linear_probe']:.2%}[/], {k}-NN [bold]{n[f'knn{k}_cosine']:.2%}[/] test accuracy "
         f"({n['train_images']:,} train / {n['test_images']:,} test images)"
     )
     ui.info(f"wrote {r.file}")

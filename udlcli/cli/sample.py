@@ -9,19 +9,16 @@ import typer
 
 from udlcli import ui
 from udlcli.cli.common import (
-    ClassOpt,
     DataDirOpt,
     DeviceOpt,
-    GuidanceOpt,
     QuietReadOpt,
     RootOpt,
-    SamplerOpt,
     SeedOpt,
-    StepsOpt,
     command_line,
     friendly_errors,
     setup,
 )
+from udlcli.cli.sampling import ClassOpt, GuidanceOpt, SamplerOpt, StepsOpt
 
 
 def sample(

@@ -56,6 +56,8 @@ class EMA:
         }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        # A checkpoint from before the warmup has no count: its average is already warm.
+        self.updates = WARM if UPDATES not in state else self.updates
         for k, v in state.items():
             if k == UPDATES:
                 self.updates = int(v)
@@ -63,6 +65,8 @@ class EMA:
                 self.shadow[k].copy_(v)
 
 
+WARM = 1_000_000
+"""The count a checkpoint without one resumes at: past any warmup, d = decay."""
 UPDATES = "_ema_updates"
 """The key of the update count in an EMA's state (not a weight: loading a run for inference drops it)."""
 

@@ -64,7 +64,9 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, flip: bool, rows: Rows) -> torc
     s = cfg.strength
     u = rows.rand((b, DRAWS), x.device, x.dtype)  # (B, 16) uniforms: every parameter below
     # crop: area share, log aspect ratio, centre; flip as the sign of the x scale
-    area = 1 - s * (1 - cfg.crop_min) * u[:, 0]
+    area = (1 - s * (1 - cfg.crop_min) * u[:, 0]).clamp(
+        min=0.01
+    )  # strength > 1 must not go below 0
     ratio = torch.exp(s * (u[:, 1] * 2 - 1) * math.log(4 / 3))
     sx, sy = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
     cx, cy = (u[:, 2] * 2 - 1) * (1 - sx), (u[:, 3] * 2 - 1) * (1 - sy)

@@ -26,9 +26,9 @@ from udlcli.models.conv import Normalize, conv_trunk, trunk_shape
 class BackboneConfig(Strict):
     backbone: Literal["conv", "resnet"] = "conv"
     """conv: the report's encoder (with GroupNorm); resnet: a CIFAR-style ResNet-18."""
-    channels: int = Field(32, ge=8, le=512)
+    channels: int = Field(32, ge=8, le=512, multiple_of=8)
     """conv: n, channels of the first convolution (multiples of 8)."""
-    width: int = Field(32, ge=8, le=256)
+    width: int = Field(32, ge=8, le=256, multiple_of=8)
     """resnet: w, channels of the first stage (64 is ResNet-18's; multiples of 8)."""
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from udlcli.models.backbones import mlp
 from udlcli.models.registry import Family, register
 from udlcli.models.ssl import SelfSupervised, SSLConfig, ssl_callbacks
 from udlcli.rows import LOCAL, Rows
@@ -45,12 +46,7 @@ class BYOL(SelfSupervised):
     def __init__(self, cfg: BYOLConfig, data):
         super().__init__(cfg, data)
         self.base_momentum = cfg.momentum
-        self.predictor = nn.Sequential(
-            nn.Linear(cfg.proj_dim, cfg.pred_hidden),
-            nn.LayerNorm(cfg.pred_hidden),
-            nn.ReLU(True),
-            nn.Linear(cfg.pred_hidden, cfg.proj_dim),
-        )
+        self.predictor = mlp(cfg.proj_dim, cfg.pred_hidden, cfg.proj_dim)
         self.target = nn.Sequential(copy.deepcopy(self.backbone), copy.deepcopy(self.projector))
         self.target.requires_grad_(False)
 

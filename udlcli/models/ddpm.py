@@ -23,7 +23,13 @@ from pydantic import Field
 
 from udlcli.errors import SpecError
 from udlcli.models.conv import data_shape
-from udlcli.models.denoiser import Denoiser, DenoiserConfig, keep_at
+from udlcli.models.denoiser import (
+    DATA_DEFAULTS,
+    TRAIN_DEFAULTS,
+    Denoiser,
+    DenoiserConfig,
+    keep_at,
+)
 from udlcli.models.registry import Family, register
 from udlcli.rows import LOCAL, Rows
 from udlcli.search import Search
@@ -42,14 +48,17 @@ class DDPMConfig(DenoiserConfig):
 class DDPMSearch(Search):
     """`udl tune ddpm`: the learning rate, and the U-Net's width."""
 
-    width: tuple[int, int] = (16, 64)
+    width: list[int] = [16, 32, 48, 64]
+    """Choices, not a range: group norm needs multiples of 8."""
 
 
 def betas_for(schedule: str, steps: int) -> torch.Tensor:
     """beta_1 .. beta_T (float64)."""
     if schedule == "linear":
         scale = 1000 / steps  # Ho et al.'s 1e-4 .. 0.02 at T = 1000, stretched for other T
-        return torch.linspace(scale * 1e-4, scale * 0.02, steps, dtype=torch.float64)
+        return torch.linspace(scale * 1e-4, scale * 0.02, steps, dtype=torch.float64).clamp(
+            max=0.999
+        )
     s = 0.008
     f = (
         torch.cos(
@@ -58,6 +67,11 @@ def betas_for(schedule: str, steps: int) -> torch.Tensor:
         ** 2
     )
     return (1 - f[1:] / f[:-1]).clamp(max=0.999)
+
+
+def ddim_steps(steps: int, n: int) -> list[int]:
+    """n time steps evenly spaced from T - 1 (pure noise) down to 0; one step goes from T - 1 to the image."""
+    return sorted({round((steps - 1) * (1 - i / max(n - 1, 1))) for i in range(n)}, reverse=True)
 
 
 class DDPM(Denoiser):
@@ -105,9 +119,7 @@ class DDPM(Denoiser):
             n = 50 if steps is None else steps
             if not 1 <= n <= self.steps:
                 raise SpecError(f"--steps {n}: give 1 to {self.steps} DDIM steps")
-            ts = sorted(
-                {round(i * (self.steps - 1) / max(n - 1, 1)) for i in range(n)}, reverse=True
-            )
+            ts = ddim_steps(self.steps, n)
         else:
             raise SpecError(f"--sampler {sampler}: ddpm samples with ddim or ancestral")
         frames, shown = [x[:1]], keep_at(len(ts), keep) if keep else set()
@@ -152,20 +164,8 @@ register(
         build=build,
         model=DDPM,
         description="denoising diffusion: a U-Net learns the noise, sampled by DDIM or DDPM",
-        train_defaults={
-            "optimizer": "adamw",
-            "lr": 1e-3,
-            "weight_decay": 0.0,
-            "batch_size": 128,
-            "epochs": 6,
-            "scheduler": "cosine",
-            "warmup_steps": 200,
-            "grad_clip": 1.0,
-            "ema": 0.999,
-            "n_fixed": 36,
-        },
-        # 5% is plenty to watch a diffusion loss (3,000 MNIST images), and the rest trains.
-        data_defaults={"val_fraction": 0.05},
+        train_defaults=TRAIN_DEFAULTS,
+        data_defaults=DATA_DEFAULTS,
         search=DDPMSearch,
         tiny={"model": {"width": 8, "blocks": 1, "attention": False, "timesteps": 100}},
     )

@@ -25,6 +25,22 @@ from udlcli.rows import Rows
 CHUNK = 500
 """Images generated at once: bounds memory, and fixes how the seeded noise is drawn."""
 
+# Both families' budget: an hour on a 2-core CPU at MNIST's size (docs/diffusion.md).
+TRAIN_DEFAULTS = {
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "batch_size": 128,
+    "epochs": 6,
+    "scheduler": "cosine",
+    "warmup_steps": 200,
+    "grad_clip": 1.0,
+    "ema": 0.999,
+    "n_fixed": 36,
+}
+DATA_DEFAULTS = {"val_fraction": 0.05}
+"""5% is plenty to watch a diffusion loss (3,000 MNIST images), and the rest trains."""
+
 
 class DenoiserConfig(UNetConfig):
     conditional: bool = False

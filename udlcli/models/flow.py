@@ -21,7 +21,13 @@ import torch.nn.functional as F
 from udlcli.errors import SpecError
 from udlcli.models.conv import data_shape
 from udlcli.models.ddpm import DDPMSearch
-from udlcli.models.denoiser import Denoiser, DenoiserConfig, keep_at
+from udlcli.models.denoiser import (
+    DATA_DEFAULTS,
+    TRAIN_DEFAULTS,
+    Denoiser,
+    DenoiserConfig,
+    keep_at,
+)
 from udlcli.models.registry import Family, register
 from udlcli.rows import LOCAL, Rows
 
@@ -65,9 +71,7 @@ class Flow(Denoiser):
         for i in range(n):
             t = i * dt
             v = self._velocity(x, t, class_, guidance)
-            if (
-                sampler == "heun" and i + 1 < n
-            ):  # the last step stays Euler: Heun would look past t = 1
+            if sampler == "heun":  # the trapezoid: the velocity here and at the Euler guess's end
                 guess = x + dt * v
                 v = (v + self._velocity(guess, t + dt, class_, guidance)) / 2
             x = x + dt * v
@@ -101,20 +105,8 @@ register(
         build=build,
         model=Flow,
         description="flow matching: a U-Net learns straight paths from noise to images, sampled by Euler or Heun",
-        train_defaults={
-            "optimizer": "adamw",
-            "lr": 1e-3,
-            "weight_decay": 0.0,
-            "batch_size": 128,
-            "epochs": 6,
-            "scheduler": "cosine",
-            "warmup_steps": 200,
-            "grad_clip": 1.0,
-            "ema": 0.999,
-            "n_fixed": 36,
-        },
-        # 5% is plenty to watch a diffusion loss (3,000 MNIST images), and the rest trains.
-        data_defaults={"val_fraction": 0.05},
+        train_defaults=TRAIN_DEFAULTS,
+        data_defaults=DATA_DEFAULTS,
         search=DDPMSearch,
         tiny={"model": {"width": 8, "blocks": 1, "attention": False}},
     )

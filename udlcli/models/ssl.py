@@ -21,7 +21,7 @@ from udlcli import metrics, plots
 from udlcli.core.callbacks import Callback
 from udlcli.core.contracts import Graph, layer_of
 from udlcli.data.augment import AugmentConfig, augment, flips_for
-from udlcli.models.backbones import BackboneConfig, build_backbone
+from udlcli.models.backbones import BackboneConfig, build_backbone, mlp
 from udlcli.models.conv import data_shape, data_stats
 from udlcli.rows import LOCAL, Rows
 
@@ -43,12 +43,7 @@ class SelfSupervised(nn.Module):
         super().__init__()
         self.shape = data_shape(data)
         self.backbone = build_backbone(cfg, *data_stats(data), self.shape)
-        self.projector = nn.Sequential(
-            nn.Linear(self.backbone.dim, cfg.proj_hidden),
-            nn.LayerNorm(cfg.proj_hidden),
-            nn.ReLU(True),
-            nn.Linear(cfg.proj_hidden, cfg.proj_dim),
-        )
+        self.projector = mlp(self.backbone.dim, cfg.proj_hidden, cfg.proj_dim)
         self.aug, self.proj_dim = cfg.augment, cfg.proj_dim
         self.flip = flips_for(cfg.augment, getattr(data, "dataset", "") or "")
 

@@ -33,7 +33,7 @@ from udlcli.config import Strict
 class UNetConfig(Strict):
     """The U-Net's shape: the fields the diffusion and flow families share."""
 
-    width: int = Field(32, ge=8, le=512)
+    width: int = Field(32, ge=8, le=512, multiple_of=8)
     """Channels of the first level (multiples of 8: group norm takes 8 groups)."""
     mults: Optional[list[int]] = None
     """Channel multiplier of each level; None: 1, 2, 2, ... with one level per halving down to 8 pixels."""

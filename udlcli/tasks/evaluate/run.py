@@ -152,6 +152,9 @@ def evaluate(
     # Validate and load every source before any work, so a bad one costs nothing.
     srcs = [run_source(p) for p in run_paths]
     options = {k: v for k, v in (options or {}).items() if v is not None}
+    if options and not run_paths:
+        given = ", ".join("--" + k.strip("_") for k in options)
+        raise SpecError(f"{given}: sampling options go with runs that generate, not with --images")
     inception = None
     if inception_weights is not None:
         from udlcli.core.device import resolve_device

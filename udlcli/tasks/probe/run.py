@@ -80,7 +80,7 @@ def probe(
         "train_images": len(data.train),
         "test_images": len(data.test),
         "linear_probe": linear,
-        f"knn{k}": knn,
+        f"knn{k}_cosine": knn,  # weighted, cosine (finetune's baselines: knn{k}, plain Euclidean)
         "time_s": round(time.perf_counter() - t0, 2),
         "command": command,
     }

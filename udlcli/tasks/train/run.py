@@ -44,6 +44,10 @@ def train(
     device, data = lifecycle.setup(spec.train, spec.data, data, family.model)
     if "classes" in type(spec.model).model_fields and spec.model.classes is None:
         spec.model.classes = max(len(data.classes), 1)  # a class-conditional model's, from its data
+    if getattr(spec.model, "conditional", False) and (why := data.why_unlabelled()):
+        raise SpecError(
+            f"--conditional learns each class, but {spec.data.dataset} {why}; train without --conditional"
+        )
     if not family.can(Trainable) and len(data.train) < spec.train.batch_size:
         raise SpecError(
             f"--batch-size {spec.train.batch_size} is larger than the {len(data.train)} training images; use a smaller batch"
