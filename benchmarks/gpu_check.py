@@ -11,7 +11,9 @@ one). CI runs its CPU modes (tests/test_gpu_check.py), so it cannot rot between 
 1. commands: each command line of commands() through `python -m udlcli`, one short epoch on --device:
    train ae|vae|dae, denoise, finetune (frozen and --unfreeze), gan (mlp and dcgan), tune (4 trials,
    2 workers on the one device), embed, sample, evaluate, export (onnx, safetensors) and
-   reproduce --profile quick with every step at its smallest. Its exit code and wall time.
+   reproduce --profile quick with every step at its smallest; train ddpm and flow (conditional) in
+   bf16, their samplers and evaluate; train simclr and byol and probe. Its exit code and wall time.
+   (Diffusion's images/s with bf16 and --compile: benchmarks/diffusion_speed.py --device cuda.)
 2. fast paths: `udl train ae` at batch 256 in float32, --precision bf16 and --compile, on the same
    data and seed: each one's test MSE within 5% of float32's.
 3. images/s: the AE's training steps (udl's Trainer, 2 epochs of random 1x28x28 images: speed does
@@ -99,7 +101,10 @@ def commands(c: Check) -> list[tuple[str, list[str]]]:
     ae, vae, gan = (
         str(c.runs / task / name) for task, name in (("ae", "ae"), ("vae", "vae"), ("gan", "mlp"))
     )
+    ddpm, flow, simclr = (str(c.runs / k / k) for k in ("ddpm", "flow", "simclr"))
     n = "200" if c.tiny else "2000"
+    bf16 = ["--precision", "bf16"]
+    ssl = ["--batch-size", "64"] if c.tiny else []  # SimCLR/BYOL drop a short last batch: tiny has 200 images
     exports = c.runs / "exports"
     return [
         ("train ae", ["train", "ae", *data, *fit, "--name", "ae"]),
@@ -118,6 +123,14 @@ def commands(c: Check) -> list[tuple[str, list[str]]]:
         ("evaluate", ["evaluate", ae, vae, gan, "--n", n, *read]),
         ("export onnx", ["export", ae, "--format", "onnx", "--out", str(exports / "onnx"), "-q"]),
         ("export safetensors", ["export", gan, "--format", "safetensors", "--out", str(exports / "st"), "-q"]),
+        ("train ddpm --precision bf16", ["train", "ddpm", *data, *fit, *bf16, "--name", "ddpm"]),
+        ("train flow --conditional --precision bf16", ["train", "flow", "--conditional", *data, *fit, *bf16, "--name", "flow"]),
+        ("sample ddpm", ["sample", "ddpm", ddpm, "--n", "16", "--steps", "20", *read]),
+        ("sample flow --class 3 --guidance 2", ["sample", "flow", flow, "--n", "16", "--class", "3", "--guidance", "2", *read]),
+        ("evaluate ddpm flow", ["evaluate", ddpm, flow, "--n", n, "--steps", "20", *read]),
+        ("train simclr", ["train", "simclr", *data, *fit, *ssl, "--name", "simclr"]),
+        ("train byol", ["train", "byol", *data, *fit, *ssl, "--name", "byol"]),
+        ("probe simclr", ["probe", simclr, *read]),
         ("reproduce --profile quick", ["reproduce", str(c.out / "study.yaml"), "--profile", "quick", *c.data_dir_flags, *fit[2:]]),
     ]  # fmt: skip
 
