@@ -112,3 +112,9 @@ def test_embed_finetune_and_tune_take_a_simclr_run(tmp_path, runner):
        *[a for k, v in TINY.items() for a in ("--set", f"model.{k}={v}")])  # fmt: skip
     trials = (tmp_path / "tune" / "ssl-study" / "trials.csv").read_text()
     assert "temperature" in trials and "strength" in trials
+    import yaml
+
+    best = yaml.safe_load((tmp_path / "tune" / "ssl-study" / "best.yaml").read_text())
+    # The searched strength lands in the model's augment section, the temperature beside it.
+    assert 0.5 <= best["model"]["augment"]["strength"] <= 1.5
+    assert best["model"]["augment"]["strength"] != 1.0 and 0.1 <= best["model"]["temperature"] <= 1

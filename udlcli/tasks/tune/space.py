@@ -106,9 +106,20 @@ class FamilyObjective:
         """The trial's spec: the base spec with each sampled value in its section (model or train)."""
         from udlcli.core.spec import parse_spec
 
-        model_fields = set(self.base["model"])
-        model = {k: v for k, v in params.items() if k in model_fields}
-        train = {k: v for k, v in params.items() if k not in model_fields}
+        base_model = self.base["model"]
+        model: dict = {}
+        train: dict = {}
+        for k, v in params.items():
+            # A model field, one of a model section's own sections (SimCLR's augment.strength), or train's.
+            section = next(
+                (s for s, d in base_model.items() if isinstance(d, dict) and k in d), None
+            )
+            if k in base_model:
+                model[k] = v
+            elif section is not None:
+                model.setdefault(section, {})[k] = v
+            else:
+                train[k] = v
         return parse_spec(
             config.deep_merge(self.base, {"model": model, "train": train}), source="trial spec"
         )
