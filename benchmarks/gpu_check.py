@@ -104,7 +104,8 @@ def commands(c: Check) -> list[tuple[str, list[str]]]:
     ddpm, flow, simclr = (str(c.runs / k / k) for k in ("ddpm", "flow", "simclr"))
     n = "200" if c.tiny else "2000"
     bf16 = ["--precision", "bf16"]
-    ssl = ["--batch-size", "64"] if c.tiny else []  # SimCLR/BYOL drop a short last batch: tiny has 200 images
+    # SimCLR/BYOL drop a short last batch, and a tiny check has 200 images.
+    ssl = ["--batch-size", "64"] if c.tiny else []
     exports = c.runs / "exports"
     return [
         ("train ae", ["train", "ae", *data, *fit, "--name", "ae"]),

@@ -167,6 +167,9 @@ register(
         train_defaults=TRAIN_DEFAULTS,
         data_defaults=DATA_DEFAULTS,
         search=DDPMSearch,
-        tiny={"model": {"width": 8, "blocks": 1, "attention": False, "timesteps": 100}},
+        tiny={
+            "model": {"width": 8, "blocks": 1, "attention": False, "timesteps": 100},
+            "train": {"n_fixed": 4},
+        },
     )
 )

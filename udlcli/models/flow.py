@@ -108,6 +108,6 @@ register(
         train_defaults=TRAIN_DEFAULTS,
         data_defaults=DATA_DEFAULTS,
         search=DDPMSearch,
-        tiny={"model": {"width": 8, "blocks": 1, "attention": False}},
+        tiny={"model": {"width": 8, "blocks": 1, "attention": False}, "train": {"n_fixed": 4}},
     )
 )
