@@ -24,7 +24,13 @@ def test_markdown_follows_the_report_and_links_every_figure(study_report):
     report = study_report["dir"]
     md = (report / "report.md").read_text()
     heads = re.findall(r"^## (.+)$", md, flags=re.M)
-    assert heads == ["Steps", *SECTIONS]
+    assert heads == ["Steps", "Families", *SECTIONS]
+    # The families table has one row a trained model; the AE step is measured for reconstruction.
+    families = md[md.index("## Families") : md.index("## Autoencoder")]
+    steps = [
+        line.split("|")[3].strip() for line in families.splitlines() if line.startswith("| mnist")
+    ]
+    assert steps == ["train_ae", "denoise", "train_vae", "gan"]
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(links) >= 20
     assert all((report / link).is_file() for link in links), [

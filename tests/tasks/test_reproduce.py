@@ -7,7 +7,7 @@ import re
 import textwrap
 from pathlib import Path
 
-from conftest import one_error_line
+from conftest import REPO, one_error_line
 
 from udlcli.cli.app import app
 
@@ -262,3 +262,73 @@ def test_a_study_of_the_new_families(tmp_path, runner):
     )
     md = (report / "report.md").read_text()
     assert "flow (flow): FID (udl-LeNet)" in md
+
+
+def test_the_families_study_puts_every_family_in_one_table(tmp_path, runner):
+    """`udl reproduce --study families` on 300 real digits a family: every row measured where its family can be."""
+    import yaml
+
+    d = yaml.safe_load((REPO / "examples" / "families.yaml").read_text())
+    d["data"] = {"dataset": "mnist-sample"}
+    tiny = {"data": {"limit": 300}, "train": {"epochs": 1}}
+    smoke: dict = {"fashion_*": "skip", "cifar10_*": "skip"}
+    smoke |= {f"mnist_{f}": {"spec": tiny} for f in ("ae", "dae", "vae", "gan", "dcgan")}
+    unet = {"width": 8, "attention": False}
+    smoke |= {f"mnist_{f}": {"spec": {**tiny, "model": unet}} for f in ("ddpm", "flow")}
+    smoke["mnist_ddpm"]["spec"]["train"] = smoke["mnist_flow"]["spec"]["train"] = {
+        "epochs": 1,
+        "n_fixed": 4,
+    }
+    ssl = {**tiny, "model": {"channels": 8}, "train": {"epochs": 1, "batch_size": 64}}
+    smoke |= {f"mnist_{f}": {"spec": ssl} for f in ("simclr", "byol")}
+    smoke |= {"*_map": {"n": 200}, "*_samples": {"n": 100}}
+    d["profiles"]["smoke"] = smoke
+    study = tmp_path / "families.yaml"
+    study.write_text(yaml.safe_dump(d, sort_keys=False))
+    out = tmp_path / "runs"
+    r = runner.invoke(app, ["reproduce", str(study), "-p", "smoke", "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    report = out / "report" / "families"
+    states = _states(report)
+    assert len(states) == 20 and all(s["status"] == "done" for s in states.values())
+    md = (report / "report.md").read_text()
+    assert "Left out by the smoke profile: fashion_ae, fashion_dae," in md
+    table = md[md.index("## Families") : md.index("## Autoencoder")]
+    rows = {
+        cells[2]: cells
+        for line in table.splitlines()
+        if line.startswith("| mnist-sample")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    assert list(rows) == [
+        f"mnist_{f}" for f in ("ae", "dae", "vae", "gan", "dcgan", "ddpm", "flow", "simclr", "byol")
+    ]
+    number = re.compile(r"^\d[\d,.]*%?$")
+    # columns: dataset family step parameters time MSE probe kNN FID P/R share
+    measured = {
+        "mnist_ae": (5, 6, 7),
+        "mnist_dae": (5, 6, 7),
+        "mnist_vae": (5, 6, 7, 8),
+        "mnist_gan": (8,),
+        "mnist_dcgan": (8,),
+        "mnist_ddpm": (8,),
+        "mnist_flow": (8,),
+        "mnist_simclr": (6, 7),
+        "mnist_byol": (6, 7),
+    }
+    for step, cols in measured.items():
+        cells = rows[step]
+        assert number.match(cells[3]) and cells[3] != "0", cells  # parameters
+        for c in (5, 6, 7, 8):
+            assert bool(number.match(cells[c])) == (c in cols), (step, c, cells)
+            assert (cells[c] == "–") == (c not in cols), (step, c, cells)
+    assert rows["mnist_gan"][1] == "gan (mlp)" and rows["mnist_dcgan"][1] == "gan (dcgan)"
+    probe = json.loads((report / "steps" / "simclr" / "mnist_simclr" / "probe.json").read_text())
+    assert rows["mnist_simclr"][6] == f"{probe['linear_probe']:.2%}"
+    # One picture a family: the map of its features, or its samples; embedded in the HTML.
+    pictures = re.findall(r"!\[mnist-sample [^\]]*\]\(([^)]+)\)", table)
+    assert len(pictures) == 9 and all((report / p).is_file() for p in pictures)
+    assert pictures[0].endswith("embed/pca_n200.png") and pictures[5].endswith("final_samples.png")
+    page = (report / "report.html").read_text()
+    families = page[page.index("<h2>Families</h2>") : page.index("<h2>Autoencoder")]
+    assert families.count('<img src="data:image/png;base64,') == 9 and families.count("<tr>") == 10

@@ -95,7 +95,7 @@ profiles:
         ("run: train ae", "run: train cnn", 3, ["'train cnn' is not a command", "train vae"]),
         ("method: pca", "method: umap", 7, ["method", "umap"]),
         ("method: pca", "method: pca\n    colour: red", 8, ["colour", "unknown key"]),
-        ("  quick: {}", "  quick: {tsne: {n: 10}}", 9, ["tsne", "not among the steps"]),
+        ("  quick: {}", "  quick: {tsne: {n: 10}}", 9, ["tsne", "matches none of the steps"]),
     ],
 )
 def test_bad_studies_fail_with_the_yaml_line(tmp_path, old, new, line, words):
@@ -189,3 +189,98 @@ def test_a_bad_spec_field_of_any_step_fails_before_the_first_step_runs(tmp_path,
         and "study.yaml:4: step t: invalid search: section" in one_error_line(r)
         and not out.exists()
     )
+
+
+FAMILIES = REPO / "examples" / "families.yaml"
+
+
+def test_profile_keys_are_globs_and_skip_leaves_steps_out(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(
+        textwrap.dedent("""\
+        steps:
+          mnist_ae: {run: train ae}
+          mnist_vae: {run: train vae}
+          cifar_ae: {run: train ae}
+          cifar_probe: {run: probe, from: cifar_ae}
+        profiles:
+          quick:
+            "*_ae": {spec: {train: {epochs: 2}}}
+            "mnist_*": {spec: {train: {epochs: 3}}}
+            "cifar_*": skip
+          half:
+            cifar_ae: skip
+          none:
+            "*_gan": {spec: {train: {epochs: 2}}}
+        """)
+    )
+    s = load_study(p, "quick")
+    assert list(s.steps) == ["mnist_ae", "mnist_vae"] and s.skipped == ["cifar_ae", "cifar_probe"]
+    # Later keys win where patterns overlap, in the profile's order.
+    assert [st.params.spec["train"]["epochs"] for st in s.steps.values()] == [3, 3]
+    with pytest.raises(
+        SpecError, match=r"s.yaml:5: step cifar_probe: from: 'cifar_ae' is left out by profile half"
+    ):
+        load_study(p, "half")
+    with pytest.raises(
+        SpecError, match=r"s.yaml:14: profile none changes step '\*_gan', which matches none"
+    ):
+        load_study(p, "none")
+
+
+def test_the_families_study_trains_every_family_on_three_datasets():
+    quick, full = load_study(FAMILIES, "quick"), load_study(FAMILIES, "full")
+    families = {"ae", "dae", "vae", "gan", "dcgan", "ddpm", "flow", "simclr", "byol"}
+    for ds in ("mnist", "fashion", "cifar10"):
+        trained = {
+            n
+            for n, st in full.steps.items()
+            if n.startswith(ds) and st.command in ("train", "denoise")
+        }
+        assert trained == {f"{ds}_{f}" for f in families}
+        # The full profile is each family's own default budget: a spec names the dataset (and the DCGAN) only.
+        for n in trained:
+            assert set(full.steps[n].params.spec.get("train", {})) == set()
+        encoders = {
+            st.params.from_
+            for st in full.steps.values()
+            if st.command == "probe" and st.params.from_.startswith(ds)
+        }
+        assert encoders == {f"{ds}_{f}" for f in ("ae", "dae", "vae", "simclr", "byol")}
+        assert {f"{ds}_{f}" for f in ("ae", "dae", "vae", "simclr", "byol")} == {
+            st.params.from_
+            for st in full.steps.values()
+            if st.command == "embed" and st.params.from_.startswith(ds)
+        }
+        assert set(full.steps[f"{ds}_samples"].params.runs) == {
+            f"{ds}_{f}" for f in ("vae", "gan", "dcgan", "ddpm", "flow")
+        }
+    assert full.steps["fashion_dcgan"].params.spec == {
+        "data": {"dataset": "fashion-mnist"},
+        "model": {"arch": "dcgan"},
+    }
+    # quick: MNIST and Fashion-MNIST only (CIFAR-10 cannot be downloaded everywhere), smaller budgets.
+    assert all(not n.startswith("cifar10") for n in quick.steps) and len(quick.skipped) == 20
+    assert quick.steps["fashion_flow"].params.spec["train"]["epochs"] == 1
+    assert quick.steps["fashion_flow"].params.spec["data"] == {
+        "dataset": "fashion-mnist",
+        "limit": 8000,
+    }
+
+
+def test_study_option_picks_a_study_shipped_with_udl(tmp_path, runner):
+    from udlcli.tasks.reproduce.run import packaged_study
+
+    assert packaged_study("families").read_text() == FAMILIES.read_text()
+    assert packaged_study("report").read_text() == REPORT.read_text()
+    r = runner.invoke(app, ["reproduce", "--study", "nope", "--out", str(tmp_path)])
+    assert r.exit_code == 2
+    assert (
+        "--study nope: no such study shipped with udl; choose one of: families, report"
+        in one_error_line(r)
+    )
+    r = runner.invoke(
+        app, ["reproduce", str(REPORT), "--study", "families", "--out", str(tmp_path)]
+    )
+    assert r.exit_code == 2 and "not both" in one_error_line(r)
+    assert not (tmp_path / "report").exists()

@@ -32,6 +32,16 @@ def reproduce(
             show_default=False,
         ),
     ] = None,
+    packaged: Annotated[
+        Optional[str],
+        typer.Option(
+            "--study",
+            "-s",
+            metavar="NAME",
+            help="A study shipped with udl instead of a file: report (the default) | families (every family on MNIST, Fashion-MNIST and CIFAR-10).",
+            show_default=False,
+        ),
+    ] = None,
     profile: Annotated[
         Optional[str],
         typer.Option(
@@ -65,7 +75,7 @@ def reproduce(
     seed: SeedOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the whole study of the report (tune, train, embed, sample, finetune, denoise, VAE, GAN, evaluate) and write report.md and report.html."""
+    """Run a study: by default the whole report (tune, train, embed, sample, finetune, denoise, VAE, GAN, evaluate); write report.md and report.html."""
     setup(quiet)
     with friendly_errors():
         from udlcli.tasks.reproduce.run import reproduce as engine
@@ -84,6 +94,7 @@ def reproduce(
             command_line(),
             track=track,
             mlflow_uri=mlflow_uri,
+            packaged=packaged,
         )
     ui.console.print(
         f"ran {len(result.ran)} step(s); report: {result.files[0]} and {result.files[1]}",

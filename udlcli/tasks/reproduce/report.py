@@ -134,9 +134,12 @@ def _blocks(report_dir: Path, study: Study, states: dict[str, dict], settings: d
             ],
         )
     )
+    if study.skipped:
+        b.append(("p", f"Left out by the {study.profile} profile: {', '.join(study.skipped)}."))
     for n in study.steps:
         if states.get(n, {}).get("status") == "failed":
             b.append(("p", f"Step {n} failed: {states[n].get('error', '')}"))
+    b += _families(study, states)
 
     placed: set[str] = set()
     for title, keys in [*SECTIONS, ("Other steps", None)]:
@@ -152,6 +155,99 @@ def _blocks(report_dir: Path, study: Study, states: dict[str, dict], settings: d
         for n in names:
             b += _step_blocks(study, n, states.get(n))
     return b
+
+
+TRAINS = ("train", "gan", "denoise")
+"""The commands whose step trains a model: one row each in the families table."""
+FAMILY_COLUMNS = [
+    "dataset",
+    "family",
+    "step",
+    "parameters",
+    "training time",
+    "test MSE",
+    "linear probe",
+    "kNN",
+    "FID (udl-LeNet)",
+    "precision / recall",
+    "class share min–max",
+]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _families(study: Study, states: dict[str, dict]) -> list[Block]:
+    """Every trained model in one table, each measured where its family can be (the others are '–'), and one figure each.
+
+    The numbers come from the steps that used it: a probe step (`from:` it) for the features, an
+    evaluate step (`runs:` naming it) for the samples; a model no such step used shows '–' there.
+    """
+    out = {n: s["output"] for n, s in states.items() if s.get("status") == "done"}
+    trained = [n for n, st in study.steps.items() if st.command in TRAINS and n in out]
+    if len(trained) < 2:
+        return []
+    by_source: dict[str, dict[str, str]] = {}  # trained step -> {command: the step that used it}
+    scores: dict[str, dict] = {}  # trained step -> its evaluate metrics
+    for n, st in study.steps.items():
+        if n not in out:
+            continue
+        if st.command in ("probe", "embed", "sample"):
+            by_source.setdefault(st.params.from_, {}).setdefault(st.command, n)
+        elif st.command == "evaluate":
+            scores |= _read_json(Path(out[n]["run_dir"]) / "evaluation.json").get("steps", {})
+    dash = "–"
+    rows, figures = [], []
+    for n in trained:
+        s = _read_json(Path(out[n]["run_dir"]) / "summary.json")
+        params = s.get("params")
+        if isinstance(params, dict):  # a GAN: generator and discriminator
+            params = sum(params.values())
+        family = str(s.get("model", study.steps[n].what or n)) + (
+            f" ({s['arch']})" if s.get("arch") else ""
+        )
+        used = by_source.get(n, {})
+        probe = out[used["probe"]]["numbers"] if "probe" in used else {}
+        knn = next((v for k, v in probe.items() if k.endswith("-NN accuracy (cosine)")), None)
+        m = scores.get(n)
+        rows.append(
+            [
+                (s.get("dataset") or {}).get("name", dash),
+                family,
+                n,
+                _fmt(params) if params is not None else dash,
+                _wall({"wall_s": s["train_time_s"]}) if "train_time_s" in s else _wall(states[n]),
+                _fmt(s["test_mse"]) if "test_mse" in s else dash,
+                f"{probe['linear probe accuracy']:.2%}" if probe else dash,
+                f"{knn:.2%}" if knn is not None else dash,
+                _fmt(m["fid"]) if m else dash,
+                f"{m['precision']:.3f} / {m['recall']:.3f}" if m else dash,
+                f"{m['balance']['min_share']:.1%}–{m['balance']['max_share']:.1%}" if m else dash,
+            ]
+        )
+        # One picture of each: the map of its features where an embed step drew one, else its samples.
+        pics = out[used["embed"]]["figures"] if "embed" in used else []
+        pics += out[used["sample"]]["figures"] if "sample" in used else []
+        pics += [f for f in out[n]["figures"] if "sample" in Path(f).stem]
+        pic = next((Path(f) for f in pics if f.endswith(".png") and Path(f).is_file()), None)
+        if pic is not None:
+            figures.append(("img", pic, f"{rows[-1][0]} {family} ({n}): {pic.name}"))
+    return [
+        ("h2", "Families"),
+        (
+            "p",
+            "Every model the study trained, side by side: test MSE on [0, 1] pixels where the family "
+            "reconstructs, the linear-probe and kNN (k = 200, cosine) accuracy of its frozen features "
+            "on the test split where it encodes (a probe step), and its samples against the test split "
+            "where it generates (an evaluate step); '–' where it does not, or no step measured it.",
+        ),
+        ("table", FAMILY_COLUMNS, rows),
+        *figures,
+    ]
 
 
 def _wall(state: dict | None) -> str:

@@ -17,8 +17,10 @@ from udlcli.tasks.reproduce.steps import RUNNERS, Context, StepOutput
 from udlcli.tasks.reproduce.study import Study, load_study
 
 DEFAULT_STUDY = Path("examples/report.yaml")
-PACKAGED_STUDY = Path(__file__).resolve().parents[2] / "studies" / "report.yaml"  # udlcli/studies/
-"""The same file shipped inside the package, used when the working folder has no examples/report.yaml."""
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+"""udlcli/studies/: the studies shipped with udl (`udl reproduce --study NAME`); report.yaml is the default."""
+PACKAGED_STUDY = STUDIES / "report.yaml"
+"""examples/report.yaml shipped inside the package, used when the working folder has no examples/report.yaml."""
 STUDY_COPY = "study.yaml"
 SETTINGS = "reproduce.json"
 STATE = "state"
@@ -37,6 +39,15 @@ class ReproduceResult:
 def default_study() -> Path:
     """examples/report.yaml of the working folder (a checkout), else the copy installed with udl."""
     return DEFAULT_STUDY if DEFAULT_STUDY.is_file() else PACKAGED_STUDY
+
+
+def packaged_study(name: str) -> Path:
+    """The study udl ships under this name (`udl reproduce --study families`)."""
+    path = STUDIES / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in STUDIES.glob("*.yaml")))
+        raise SpecError(f"--study {name}: no such study shipped with udl; choose one of: {known}")
+    return path
 
 
 def _read_state(report_dir: Path) -> dict[str, dict]:
@@ -99,11 +110,19 @@ def reproduce(
     command: str = "",
     track: str | None = None,
     mlflow_uri: str | None = None,
+    packaged: str | None = None,
 ) -> ReproduceResult:
-    """Validate the whole study first, then run the chosen steps; a failing step stops the chain with a resume hint."""
+    """Validate the whole study first, then run the chosen steps; a failing step stops the chain with a resume hint.
+
+    packaged names a study shipped with udl (udlcli/studies/NAME.yaml) instead of a spec_path.
+    """
     from udlcli.tasks.reproduce import report
 
     out, only = Path(out), list(only or [])
+    if packaged is not None:
+        if spec_path is not None:
+            raise SpecError("give a study file or --study NAME, not both")
+        spec_path = packaged_study(packaged)
     if resume is None and (only or from_):
         resume = _newest_report(out)
         ui.console.print(

@@ -287,13 +287,34 @@ def run_evaluate(step: Step, ctx: Context) -> StepOutput:
         out / "evaluation.json",
         {
             "rows": {r.label: r.metrics for r in [*rep.references, *rep.rows]},
+            "steps": {name: row.metrics for name, row in zip(p.runs, rep.rows)},
             "featurenet": rep.featurenet,
         },
     )
     return StepOutput(str(out), numbers, [])
 
 
-# ---------------------------------------------------------------- checks before anything runs
+def run_probe(step: Step, ctx: Context) -> StepOutput:
+    from udlcli.tasks.probe import probe
+
+    p = step.params
+    r = probe(
+        ctx.run_of(p.from_),
+        ctx.root,
+        features=p.features,
+        k=p.k,
+        data_dir=ctx.data_dir,
+        device=ctx.device,
+        command=f"udl reproduce (step {step.name})",
+    )
+    n = r.numbers
+    numbers = {
+        "features": f"{n['features']} ({n['width']:,})",
+        "linear probe accuracy": n["linear_probe"],
+        f"{p.k}-NN accuracy (cosine)": n[f"knn{p.k}_cosine"],
+        "train / test images": f"{n['train_images']:,} / {n['test_images']:,}",
+    }
+    return StepOutput(str(r.run_dir), numbers, [])
 
 
 RUNNERS: dict[str, Callable[[Step, Context], StepOutput]] = {
@@ -305,4 +326,5 @@ RUNNERS: dict[str, Callable[[Step, Context], StepOutput]] = {
     "denoise": run_denoise,
     "gan": run_train,  # `udl gan` is `udl train gan`
     "evaluate": run_evaluate,
+    "probe": run_probe,
 }

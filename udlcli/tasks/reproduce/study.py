@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,13 @@ class EvaluateStep(_Step):
     n: int = Field(10_000, ge=100)
 
 
+class ProbeStep(_Step):
+    from_: str = Field(alias="from")
+    features: Optional[str] = None
+    """The layer to probe; default: the run's first (an AE's latent, SimCLR's backbone)."""
+    k: int = Field(200, ge=1, le=10_000)
+
+
 def _tunable() -> tuple[str, ...]:
     from udlcli.tasks.tune.space import objectives
 
@@ -108,6 +116,7 @@ COMMANDS: dict[str, tuple[type[_Step], Callable[[], tuple[str, ...]] | None]] = 
     "denoise": (DenoiseStep, None),
     "gan": (GanStep, None),
     "evaluate": (EvaluateStep, None),
+    "probe": (ProbeStep, None),
 }
 REF_FIELDS = ("from_", "best_of", "like", "runs")
 TOP_KEYS = ("name", "description", "data", "steps", "profiles")
@@ -139,6 +148,8 @@ class Study:
     """In dependency order (ties keep the file's order)."""
     description: str = ""
     profiles: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Steps the profile leaves out, in the file's order."""
 
 
 # ---------------------------------------------------------------- YAML with line numbers
@@ -185,27 +196,18 @@ def load_study(path: str | Path, profile: str | None = "quick") -> Study:
                 f"no profile {profile!r}; this file has: {', '.join(profiles) or 'none'}",
                 "profiles",
             )
-        for name, over in (profiles[profile] or {}).items():
-            if name not in steps_raw:
-                raise fail(
-                    f"profile {profile} changes step {name!r}, which is not among the steps",
-                    "profiles",
-                    profile,
-                    name,
-                )
-            if not isinstance(over, dict):
-                raise fail(
-                    f"profile {profile}, step {name}: expected a mapping of the step's fields",
-                    "profiles",
-                    profile,
-                    name,
-                )
-            steps_raw[name] = config.deep_merge(steps_raw[name] or {}, over)
+        before = list(steps_raw)
+        _apply_profile(steps_raw, profile, profiles[profile] or {}, fail)
+        skipped = set(before) - set(steps_raw)
+        if not steps_raw:
+            raise fail(f"profile {profile} leaves out every step", "profiles", profile)
+    else:
+        before, skipped = [], set()
     steps = {name: _step(name, body, fail) for name, body in steps_raw.items()}
     for name, s in steps.items():
         s.line = lines.get(("steps", name), 1)
     for s in steps.values():
-        _check_refs(s, steps, fail)
+        _check_refs(s, steps, fail, skipped, profile)
     data = raw.get("data") or {}
     if not isinstance(data, dict):
         raise fail("data: must be a mapping, e.g. {dataset: mnist}", "data")
@@ -217,7 +219,38 @@ def load_study(path: str | Path, profile: str | None = "quick") -> Study:
         _order(steps, fail),
         str(raw.get("description") or ""),
         list(profiles),
+        [n for n in before if n in skipped],
     )
+
+
+SKIP = "skip"
+"""A profile's value that leaves the matching steps out (e.g. a dataset the quick profile does not cover)."""
+
+
+def _apply_profile(steps_raw: dict, profile: str, over_all: dict, fail) -> None:
+    """Layer a profile onto the steps, in the profile's order; a key is a step name or a glob over them ("*_gan")."""
+    for key, over in over_all.items():
+        names = [n for n in steps_raw if fnmatch.fnmatchcase(n, str(key))]
+        if not names:
+            raise fail(
+                f"profile {profile} changes step {key!r}, which matches none of the steps",
+                "profiles",
+                profile,
+                key,
+            )
+        if over == SKIP:
+            for n in names:
+                del steps_raw[n]
+            continue
+        if not isinstance(over, dict):
+            raise fail(
+                f"profile {profile}, step {key}: expected a mapping of the step's fields, or {SKIP}",
+                "profiles",
+                profile,
+                key,
+            )
+        for n in names:
+            steps_raw[n] = config.deep_merge(steps_raw[n] or {}, over)
 
 
 def _step(name: str, body: Any, fail) -> Step:
@@ -257,10 +290,19 @@ def _step(name: str, body: Any, fail) -> Step:
     return step
 
 
-def _check_refs(s: Step, steps: dict[str, Step], fail) -> None:
+def _check_refs(
+    s: Step, steps: dict[str, Step], fail, skipped: set[str], profile: str | None
+) -> None:
     for attr in REF_FIELDS:
         key = attr.rstrip("_")
         for ref in s.refs(attr):
+            if ref in skipped:
+                raise fail(
+                    f"step {s.name}: {key}: {ref!r} is left out by profile {profile}; leave {s.name} out too",
+                    "steps",
+                    s.name,
+                    key,
+                )
             if ref not in steps:
                 raise fail(
                     f"step {s.name}: {key}: {ref!r} is not a step; steps are: {', '.join(steps)}",
