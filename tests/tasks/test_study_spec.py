@@ -264,7 +264,7 @@ def test_the_families_study_trains_every_family_on_three_datasets():
     assert quick.steps["fashion_flow"].params.spec["train"]["epochs"] == 1
     assert quick.steps["fashion_flow"].params.spec["data"] == {
         "dataset": "fashion-mnist",
-        "limit": 8000,
+        "limit": 6000,
     }
 
 
