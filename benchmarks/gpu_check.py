@@ -22,6 +22,12 @@ one). CI runs its CPU modes (tests/test_gpu_check.py), so it cannot rot between 
    torch.utils.flop_counter) times images/s against the card's peak from PEAKS: how far from the
    compute ceiling udl's training runs.
 
+4. anchor (only with --anchor; hours, not minutes): issue 28's GPU anchor, lightly's CIFAR-10
+   benchmark setting: `udl train simclr` on CIFAR-10 with the ResNet-18 backbone (width 64), 200
+   epochs at batch 512, then `udl probe`: its kNN accuracy (k = 200, cosine) against lightly's
+   0.848 for SimCLR, and the wall time against lightly's 87 minutes on one RTX A6000. --tiny runs it
+   for 1 epoch on the check's data, to test the script.
+
 Writes OUT/gpu_check.json and OUT/gpu_check.md (the table it prints); exits 1 when a command failed
 or a fast path missed its 5%. Add a model family: its command lines in commands().
 """
@@ -134,6 +140,56 @@ def commands(c: Check) -> list[tuple[str, list[str]]]:
         ("probe simclr", ["probe", simclr, *read]),
         ("reproduce --profile quick", ["reproduce", str(c.out / "study.yaml"), "--profile", "quick", *c.data_dir_flags, *fit[2:]]),
     ]  # fmt: skip
+
+
+ANCHOR = {
+    "knn": 0.848,
+    "minutes": 87.0,
+    "source": "lightly's CIFAR-10 benchmark, SimCLR, 200 epochs, batch 512, RTX A6000",
+}
+
+
+def anchor_commands(c: Check) -> list[tuple[str, list[str]]]:
+    """The anchor's two command lines: train SimCLR as lightly did, then probe its frozen backbone."""
+    if c.tiny:  # the script's own test: one small epoch on the check's data
+        budget = [*c.data_flags, "--epochs", "1", "--batch-size", "64", "--set", "model.width=8"]
+    else:
+        budget = [
+            "--dataset",
+            "cifar10",
+            *c.data_dir_flags,
+            "--epochs",
+            "200",
+            "--batch-size",
+            "512",
+            "--set",
+            "model.width=64",
+        ]
+    run = c.out / "anchor" / "simclr" / "anchor"
+    return [
+        ("train simclr, ResNet-18", ["train", "simclr", "--set", "model.backbone=resnet", *budget, "--device", c.device, "-q", "--out", str(c.out / "anchor"), "--name", "anchor"]),
+        ("probe", ["probe", str(run), "--device", c.device, "-q"]),
+    ]  # fmt: skip
+
+
+def run_anchor(c: Check, run: bool) -> dict:
+    """Train and probe; the kNN accuracy and the wall time beside lightly's."""
+    rows = []
+    for label, args in anchor_commands(c):
+        row = {"command": label, "line": "udl " + shlex.join(args)}
+        row |= udl(args, timeout=6 * 3600) if run else execute(args, False)
+        print(f"  {label:32s} {_status(row)}", flush=True)
+        rows.append(row)
+    probe = c.out / "anchor" / "simclr" / "anchor" / "probe.json"
+    knn = json.loads(probe.read_text())["knn200_cosine"] if run and probe.is_file() else None
+    minutes = rows[0]["seconds"] / 60 if rows[0]["seconds"] is not None else None
+    return {
+        "commands": rows,
+        "knn": knn,
+        "minutes": minutes,
+        "anchor": ANCHOR,
+        "reached": None if knn is None else knn >= ANCHOR["knn"],
+    }
 
 
 def smallest_study(c: Check) -> Path:
@@ -387,10 +443,21 @@ def table(result: dict) -> str:
             f"| {r['variant']} | {r['batch']:,} | {_num(r['images_per_s'], ',.0f')} | "
             f"{_num(r['achieved_tflops'], '.3f')} | {_num(r['of_ceiling'], '.3%')} |"
         )
+    a = result["anchor"]
+    lines += [
+        "",
+        f"Anchor ({a['anchor']['source']}: kNN {a['anchor']['knn']}, {a['anchor']['minutes']:g} min):",
+        "",
+    ]
+    lines += [f"- {r['command']}: {_status(r)}; `{r['line']}`" for r in a["commands"]]
+    if a["knn"] is not None:
+        verdict = "reached" if a["reached"] else "**not reached**"
+        lines.append(f"- kNN (k = 200, cosine) {a['knn']:.3f} in {a['minutes']:.1f} min: {verdict}")
     return "\n".join(lines) + "\n"
 
 
 PARTS = ("commands", "fastpath", "throughput")
+"""What a check runs by default; the long anchor part runs with --anchor (or --only anchor)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -404,13 +471,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only",
         default=",".join(PARTS),
-        help="the parts that run: commands,fastpath,throughput (the others' command lines are parsed)",
+        help="the parts that run: commands,fastpath,throughput[,anchor] (the others' command lines are parsed)",
     )
     ap.add_argument("--dry-run", action="store_true", help="run nothing: parse every command line")
+    ap.add_argument(
+        "--anchor",
+        action="store_true",
+        help="also issue 28's anchor: SimCLR, ResNet-18, CIFAR-10, 200 epochs at batch 512 (hours)",
+    )
     a = ap.parse_args(argv)
-    parts = set() if a.dry_run else set(a.only.split(","))
-    if parts - set(PARTS):
-        ap.error(f"--only takes {', '.join(PARTS)}")
+    parts = set() if a.dry_run else set(a.only.split(",")) | ({"anchor"} if a.anchor else set())
+    if parts - {*PARTS, "anchor"}:
+        ap.error(f"--only takes {', '.join(PARTS)}, anchor")
     import torch
 
     if a.device.startswith("cuda") and not torch.cuda.is_available() and parts:
@@ -448,16 +520,19 @@ def main(argv: list[str] | None = None) -> int:
     fast = fast_paths(c, variants if "fastpath" in parts else [])
     print("images/s:", flush=True)
     speed = throughput(c, variants if "throughput" in parts else [])
+    print("anchor:", flush=True)
+    anchor = run_anchor(c, "anchor" in parts)
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "device": a.device,
         "data": a.dataset + (f", limit {c.limit}" if c.limit else ""),
         "mode": ("tiny " if a.tiny else "")
-        + ("+".join(p for p in PARTS if p in parts) or "dry-run"),
+        + ("+".join(p for p in (*PARTS, "anchor") if p in parts) or "dry-run"),
         "commands": cmds,
         "fastpath": fast,
         "throughput": speed,
+        "anchor": anchor,
         "notes": notes,
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -467,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     (c.out / "gpu_check.md").write_text(text)
     print("\n" + text)
     failed = [r for r in cmds + fast if r["exit"] not in (0, None)]
+    failed += [r for r in anchor["commands"] if r["exit"] not in (0, None)]
     missed = [r for r in fast if r["within_bar"] is False]
     return 1 if failed or missed else 0
 

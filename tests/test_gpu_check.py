@@ -89,3 +89,32 @@ def test_tiny_runs_every_command_on_the_cpu(tmp_path):
     assert gpu_check.main(["--device", "cpu", "--tiny", "--out", str(out)]) == 0
     r = result(out)
     assert [(c["command"], c["exit"]) for c in r["commands"]] == [(a, 0) for a in ASKED]
+
+
+def test_the_anchor_is_parsed_by_default_and_runs_tiny_on_the_cpu(tmp_path):
+    dry = tmp_path / "dry"
+    assert gpu_check.main(["--dry-run", "--device", "cpu", "--out", str(dry)]) == 0
+    a = result(dry)["anchor"]
+    assert [c["command"] for c in a["commands"]] == ["train simclr, ResNet-18", "probe"]
+    line = a["commands"][0]["line"]
+    # lightly's setting: CIFAR-10, the ResNet-18 layout at width 64, 200 epochs of batch 512.
+    for words in (
+        "--dataset cifar10",
+        "model.backbone=resnet",
+        "model.width=64",
+        "--epochs 200",
+        "--batch-size 512",
+    ):
+        assert words in line, line
+    assert a["knn"] is None and all(c["exit"] is None for c in a["commands"])
+    out = tmp_path / "tiny"
+    assert gpu_check.main(["--device", "cpu", "--tiny", "--only", "anchor", "--out", str(out)]) == 0
+    a = result(out)["anchor"]
+    assert all(c["exit"] == 0 for c in a["commands"]), a
+    probe = json.loads((out / "anchor" / "simclr" / "anchor" / "probe.json").read_text())
+    assert (
+        a["knn"] == probe["knn200_cosine"]
+        and 0.1 < a["knn"] <= 1
+        and a["reached"] is (a["knn"] >= 0.848)
+    )
+    assert "kNN (k = 200, cosine)" in (out / "gpu_check.md").read_text()
