@@ -104,6 +104,7 @@ def test_the_anchor_is_parsed_by_default_and_runs_tiny_on_the_cpu(tmp_path):
         "model.width=64",
         "--epochs 200",
         "--batch-size 512",
+        "data.val_fraction=0.01",
     ):
         assert words in line, line
     assert a["knn"] is None and all(c["exit"] is None for c in a["commands"])
@@ -112,9 +113,6 @@ def test_the_anchor_is_parsed_by_default_and_runs_tiny_on_the_cpu(tmp_path):
     a = result(out)["anchor"]
     assert all(c["exit"] == 0 for c in a["commands"]), a
     probe = json.loads((out / "anchor" / "simclr" / "anchor" / "probe.json").read_text())
-    assert (
-        a["knn"] == probe["knn200_cosine"]
-        and 0.1 < a["knn"] <= 1
-        and a["reached"] is (a["knn"] >= 0.848)
-    )
+    assert a["knn"] == probe["knn200_cosine"] and 0.1 < a["knn"] <= 1
+    assert a["reached"] is False  # one epoch of 200 digits is not lightly's 0.848
     assert "kNN (k = 200, cosine)" in (out / "gpu_check.md").read_text()

@@ -33,6 +33,9 @@ def test_markdown_follows_the_report_and_links_every_figure(study_report):
     assert steps == ["train_ae", "denoise", "train_vae", "gan"]
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(links) >= 20
+    # Each figure once in the step sections (the Families table shows one of each model again).
+    steps = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md[md.index("## Autoencoder") :])
+    assert len(steps) == len(set(steps)), [f for f in steps if steps.count(f) > 1]
     assert all((report / link).is_file() for link in links), [
         ln for ln in links if not (report / ln).is_file()
     ]

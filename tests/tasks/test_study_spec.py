@@ -223,7 +223,7 @@ def test_profile_keys_are_globs_and_skip_leaves_steps_out(tmp_path):
     ):
         load_study(p, "half")
     with pytest.raises(
-        SpecError, match=r"s.yaml:14: profile none changes step '\*_gan', which matches none"
+        SpecError, match=r"s.yaml:14: profile none: '\*_gan' matches none of the steps"
     ):
         load_study(p, "none")
 
@@ -262,6 +262,15 @@ def test_the_families_study_trains_every_family_on_three_datasets():
     # quick: MNIST and Fashion-MNIST only (CIFAR-10 cannot be downloaded everywhere), smaller budgets.
     assert all(not n.startswith("cifar10") for n in quick.steps) and len(quick.skipped) == 20
     assert quick.steps["fashion_flow"].params.spec["train"]["epochs"] == 1
+    # The globs touch only their own family: "*_gan" not the DCGAN, "*_ae" not the DAE, no probe.
+    assert quick.steps["mnist_dcgan"].params.spec["data"]["limit"] == 10_000
+    assert quick.steps["mnist_dcgan"].params.spec["train"]["epochs"] == 2
+    assert quick.steps["mnist_dae"].params.spec["data"]["limit"] == 20_000
+    assert all(
+        st.params.k == 200 and st.params.features is None
+        for st in quick.steps.values()
+        if st.command == "probe"
+    )
     assert quick.steps["fashion_flow"].params.spec["data"] == {
         "dataset": "fashion-mnist",
         "limit": 6000,
@@ -284,3 +293,45 @@ def test_study_option_picks_a_study_shipped_with_udl(tmp_path, runner):
     )
     assert r.exit_code == 2 and "not both" in one_error_line(r)
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize(
+    "profiles, line, words",
+    [
+        ("profiles: [quick]", 6, "profiles: must be a mapping"),
+        ("profiles: {quick: skip}", 6, "profile quick: expected a mapping of step names"),
+        ("profiles: {quick: {b: [1]}}", 6, "profile quick, step b: expected a mapping"),
+    ],
+)
+def test_malformed_profiles_are_one_line(tmp_path, profiles, line, words):
+    p = tmp_path / "s.yaml"
+    p.write_text(f"steps:\n  a: {{run: train ae}}\n  b: {{run: train vae}}\n\n\n{profiles}\n")
+    with pytest.raises(SpecError) as e:
+        load_study(p, "quick")
+    assert str(e.value).startswith(f"{p}:{line}: ") and words in str(e.value), str(e.value)
+
+
+def test_a_step_the_profile_skips_is_still_checked(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(
+        "steps:\n  a: {run: train ae}\n  b: {run: train aee}\nprofiles:\n  quick: {b: skip}\n"
+    )
+    with pytest.raises(SpecError, match=r"s.yaml:3: step b: 'train aee' is not a command"):
+        load_study(p, "quick")
+
+
+def test_only_with_study_reruns_the_newest_report_of_that_study(tmp_path):
+    import json
+    import os
+
+    from udlcli.tasks.reproduce.run import _newest_report
+
+    for name, source, age in (("families", "f.yaml", 1), ("report", "r.yaml", 0)):
+        d = tmp_path / "report" / name
+        d.mkdir(parents=True)
+        (d / "reproduce.json").write_text(json.dumps({"source": source}))
+        os.utime(d / "reproduce.json", (1e9 + age, 1e9 + age))
+    assert _newest_report(tmp_path).name == "families"
+    assert _newest_report(tmp_path, "r.yaml").name == "report"
+    with pytest.raises(SpecError, match="existing report of x.yaml"):
+        _newest_report(tmp_path, "x.yaml")

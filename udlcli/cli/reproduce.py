@@ -47,7 +47,7 @@ def reproduce(
         typer.Option(
             "--profile",
             "-p",
-            help="Budget profile of the study: quick (default, CPU-friendly) | full (the report's budgets).",
+            help="Budget profile of the study: quick (default, CPU-friendly) | full (the study's own budgets: the report's, or each family's defaults).",
         ),
     ] = None,
     resume: Annotated[

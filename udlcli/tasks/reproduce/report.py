@@ -199,38 +199,45 @@ def _families(study: Study, states: dict[str, dict]) -> list[Block]:
         if st.command in ("probe", "embed", "sample"):
             by_source.setdefault(st.params.from_, {}).setdefault(st.command, n)
         elif st.command == "evaluate":
-            scores |= _read_json(Path(out[n]["run_dir"]) / "evaluation.json").get("steps", {})
+            found = _read_json(Path(out[n]["run_dir"]) / "evaluation.json").get("steps")
+            scores |= found if isinstance(found, dict) else {}
     dash = "–"
     rows, figures = [], []
     for n in trained:
         s = _read_json(Path(out[n]["run_dir"]) / "summary.json")
         params = s.get("params")
-        if isinstance(params, dict):  # a GAN: generator and discriminator
-            params = sum(params.values())
+        if isinstance(params, dict):  # a GAN counts its generator and discriminator apart
+            params = sum(v for v in params.values() if isinstance(v, (int, float)))
         family = str(s.get("model", study.steps[n].what or n)) + (
             f" ({s['arch']})" if s.get("arch") else ""
         )
         used = by_source.get(n, {})
         probe = out[used["probe"]]["numbers"] if "probe" in used else {}
+        linear = probe.get("linear probe accuracy")
         knn = next((v for k, v in probe.items() if k.endswith("-NN accuracy (cosine)")), None)
-        m = scores.get(n)
+        m = scores.get(n) or {}
+        fid, prec, rec = m.get("fid"), m.get("precision"), m.get("recall")
+        bal = m.get("balance") or {}
         rows.append(
             [
                 (s.get("dataset") or {}).get("name", dash),
                 family,
                 n,
-                _fmt(params) if params is not None else dash,
+                _fmt(params) if isinstance(params, (int, float)) else dash,
                 _wall({"wall_s": s["train_time_s"]}) if "train_time_s" in s else _wall(states[n]),
                 _fmt(s["test_mse"]) if "test_mse" in s else dash,
-                f"{probe['linear probe accuracy']:.2%}" if probe else dash,
-                f"{knn:.2%}" if knn is not None else dash,
-                _fmt(m["fid"]) if m else dash,
-                f"{m['precision']:.3f} / {m['recall']:.3f}" if m else dash,
-                f"{m['balance']['min_share']:.1%}–{m['balance']['max_share']:.1%}" if m else dash,
+                f"{linear:.2%}" if isinstance(linear, float) else dash,
+                f"{knn:.2%}" if isinstance(knn, float) else dash,
+                _fmt(fid) if fid is not None else dash,
+                f"{prec:.3f} / {rec:.3f}" if prec is not None and rec is not None else dash,
+                f"{bal['min_share']:.1%}–{bal['max_share']:.1%}"
+                if {"min_share", "max_share"} <= set(bal)
+                else dash,
             ]
         )
-        # One picture of each: the map of its features where an embed step drew one, else its samples.
-        pics = out[used["embed"]]["figures"] if "embed" in used else []
+        # A map says what an encoder learnt and a grid what a generator draws: the map first, where
+        # an embed step drew one. (Copied lists: the steps' own lists are the states written to disk.)
+        pics = [*out[used["embed"]]["figures"]] if "embed" in used else []
         pics += out[used["sample"]]["figures"] if "sample" in used else []
         pics += [f for f in out[n]["figures"] if "sample" in Path(f).stem]
         pic = next((Path(f) for f in pics if f.endswith(".png") and Path(f).is_file()), None)
@@ -241,7 +248,7 @@ def _families(study: Study, states: dict[str, dict]) -> list[Block]:
         (
             "p",
             "Every model the study trained, side by side: test MSE on [0, 1] pixels where the family "
-            "reconstructs, the linear-probe and kNN (k = 200, cosine) accuracy of its frozen features "
+            "reconstructs, the linear-probe and kNN (cosine) accuracy of its frozen features "
             "on the test split where it encodes (a probe step), and its samples against the test split "
             "where it generates (an evaluate step); '–' where it does not, or no step measured it.",
         ),

@@ -60,11 +60,17 @@ def _read_state(report_dir: Path) -> dict[str, dict]:
     return out
 
 
-def _newest_report(out: Path) -> Path:
-    found = [p for p in (out / "report").glob("*") if (p / SETTINGS).is_file()]
+def _newest_report(out: Path, source: str | None = None) -> Path:
+    found = [
+        p
+        for p in (out / "report").glob("*")
+        if (p / SETTINGS).is_file()
+        and (source is None or json.loads((p / SETTINGS).read_text()).get("source") == source)
+    ]
     if not found:
+        of = f" of {source}" if source else ""
         raise SpecError(
-            f"--only/--from rerun steps of an existing report, and there is none under {out / 'report'}; run `udl reproduce` first"
+            f"--only/--from rerun steps of an existing report{of}, and there is none under {out / 'report'}; run `udl reproduce` first"
         )
     return max(found, key=lambda p: (p / SETTINGS).stat().st_mtime)
 
@@ -122,9 +128,14 @@ def reproduce(
     if packaged is not None:
         if spec_path is not None:
             raise SpecError("give a study file or --study NAME, not both")
+        if resume is not None:
+            raise SpecError("--resume continues a report with the study saved in it; drop --study")
         spec_path = packaged_study(packaged)
     if resume is None and (only or from_):
-        resume = _newest_report(out)
+        # With --study, the newest report of that study; else the newest of any.
+        resume = _newest_report(out, str(spec_path) if packaged is not None else None)
+        if packaged is not None:
+            spec_path = None
         ui.console.print(
             f"rerunning steps of the newest report, {resume}", soft_wrap=True
         )  # even with --quiet: it names what changes

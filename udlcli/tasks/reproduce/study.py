@@ -190,19 +190,30 @@ def load_study(path: str | Path, profile: str | None = "quick") -> Study:
     if not isinstance(steps_raw, dict) or not steps_raw:
         raise fail("a study needs a steps: mapping of step names to commands", "steps")
     profiles = raw.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise fail("profiles: must be a mapping of profile names, e.g. {quick: {...}}", "profiles")
+    # Every step is checked as written, the ones a profile leaves out too: a typo in a step only the
+    # full profile runs must not wait for that profile.
+    for name, body in steps_raw.items():
+        _step(name, body, fail)
+    before, skipped = list(steps_raw), set()
     if profile is not None:
         if profile not in profiles:
             raise fail(
                 f"no profile {profile!r}; this file has: {', '.join(profiles) or 'none'}",
                 "profiles",
             )
-        before = list(steps_raw)
-        _apply_profile(steps_raw, profile, profiles[profile] or {}, fail)
+        over_all = profiles[profile] or {}
+        if not isinstance(over_all, dict):
+            raise fail(
+                f"profile {profile}: expected a mapping of step names (or globs) to their fields or {SKIP}",
+                "profiles",
+                profile,
+            )
+        _apply_profile(steps_raw, profile, over_all, fail)
         skipped = set(before) - set(steps_raw)
         if not steps_raw:
             raise fail(f"profile {profile} leaves out every step", "profiles", profile)
-    else:
-        before, skipped = [], set()
     steps = {name: _step(name, body, fail) for name, body in steps_raw.items()}
     for name, s in steps.items():
         s.line = lines.get(("steps", name), 1)
@@ -229,15 +240,19 @@ SKIP = "skip"
 
 def _apply_profile(steps_raw: dict, profile: str, over_all: dict, fail) -> None:
     """Layer a profile onto the steps, in the profile's order; a key is a step name or a glob over them ("*_gan")."""
+    every = list(
+        steps_raw
+    )  # keys match against every step, so one after a skip may match only skipped ones
     for key, over in over_all.items():
-        names = [n for n in steps_raw if fnmatch.fnmatchcase(n, str(key))]
-        if not names:
+        matched = [n for n in every if fnmatch.fnmatchcase(n, str(key))]
+        if not matched:
             raise fail(
-                f"profile {profile} changes step {key!r}, which matches none of the steps",
+                f"profile {profile}: {key!r} matches none of the steps",
                 "profiles",
                 profile,
                 key,
             )
+        names = [n for n in matched if n in steps_raw]
         if over == SKIP:
             for n in names:
                 del steps_raw[n]
