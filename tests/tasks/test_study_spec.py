@@ -331,6 +331,10 @@ def test_only_with_study_reruns_the_newest_report_of_that_study(tmp_path):
         d.mkdir(parents=True)
         (d / "reproduce.json").write_text(json.dumps({"source": source}))
         os.utime(d / "reproduce.json", (1e9 + age, 1e9 + age))
+    broken = tmp_path / "report" / "broken"
+    broken.mkdir()
+    (broken / "reproduce.json").write_text("{not json")
+    os.utime(broken / "reproduce.json", (1e9 - 5, 1e9 - 5))
     assert _newest_report(tmp_path).name == "families"
     assert _newest_report(tmp_path, "r.yaml").name == "report"
     with pytest.raises(SpecError, match="existing report of x.yaml"):

@@ -60,12 +60,18 @@ def _read_state(report_dir: Path) -> dict[str, dict]:
     return out
 
 
+def _source_of(report_dir: Path) -> str | None:
+    try:
+        return json.loads((report_dir / SETTINGS).read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None  # a half-written or foreign settings file: not this study's report
+
+
 def _newest_report(out: Path, source: str | None = None) -> Path:
     found = [
         p
         for p in (out / "report").glob("*")
-        if (p / SETTINGS).is_file()
-        and (source is None or json.loads((p / SETTINGS).read_text()).get("source") == source)
+        if (p / SETTINGS).is_file() and (source is None or _source_of(p) == source)
     ]
     if not found:
         of = f" of {source}" if source else ""
