@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -26,6 +28,116 @@ def test_schedules_match_their_papers():
     assert (
         float(abar[0]) > 0.9999 and float(abar[-1]) < 1e-4 and bool((abar[1:] <= abar[:-1]).all())
     )
+
+
+def _cosine_abar(t: int, steps: int = 1000, s: float = 0.008) -> float:
+    """Nichol and Dhariwal's alpha-bar after t steps: f(t) / f(0), f(t) = cos^2((t/T + s) / (1 + s) pi/2)."""
+    f = lambda u: math.cos((u / steps + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    return f(t) / f(0)
+
+
+def test_the_models_alpha_bar_is_the_papers_at_interior_steps():
+    """The model's abar[i] is the product of (1 - beta) over steps 1..i+1, each written out here."""
+    cosine = DDPM(DDPMConfig(**{**TINY, "timesteps": 1000}), (1, 28, 28)).abar
+    for t in (1, 100, 250, 500, 750, 900):
+        assert float(cosine[t - 1]) == pytest.approx(_cosine_abar(t), rel=1e-5), t
+    linear = DDPM(DDPMConfig(**{**TINY, "timesteps": 1000, "schedule": "linear"}), (1, 28, 28))
+    for t in (1, 10, 300, 600, 999):
+        want = 1.0
+        for i in range(t):  # Ho et al.: beta from 1e-4 to 0.02 in equal steps over 1,000
+            want *= 1 - (1e-4 + (0.02 - 1e-4) * i / 999)
+        assert float(linear.abar[t - 1]) == pytest.approx(want, rel=1e-5), t
+
+
+class Recorder(torch.nn.Module):
+    """A stand-in for the U-Net inside a loss: records what it is shown and answers a fixed tensor."""
+
+    def __init__(self, answer: torch.Tensor):
+        super().__init__()
+        self.answer, self.seen = answer, {}
+        self.device_anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, y=None):
+        self.seen = {"x": x, "t": t}
+        return self.answer
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_the_noising_and_the_target_are_the_papers(digits, prediction):
+    """x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, and the loss is the MSE to eps or to
+    v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans and Ho), with abar from the formula above."""
+    x = digits[0][:6]
+    model = DDPM(DDPMConfig(**{**TINY, "timesteps": 1000}, prediction=prediction), (1, 28, 28))
+    answer = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(9))
+    model.net = Recorder(answer)
+    torch.manual_seed(4)
+    got = model.loss(x, torch.zeros(6))["loss"]
+    torch.manual_seed(4)  # the same draws, in the loss's order: t, then the noise
+    t, eps = torch.randint(0, 1000, (6,)), torch.randn(6, 1, 28, 28)
+    a = torch.tensor([_cosine_abar(int(i) + 1) for i in t]).view(-1, 1, 1, 1)
+    x0 = 2 * x - 1
+    torch.testing.assert_close(model.net.seen["x"], a.sqrt() * x0 + (1 - a).sqrt() * eps)
+    torch.testing.assert_close(model.net.seen["t"], t.float())
+    target = eps if prediction == "eps" else a.sqrt() * eps - (1 - a).sqrt() * x0
+    torch.testing.assert_close(got, ((answer - target) ** 2).mean())
+
+
+def _pair(model, t: int):
+    """A clean image x0 in [-1, 1], noise eps, and x_t made from them by the formula."""
+    g = torch.Generator().manual_seed(t)
+    x0 = torch.rand(2, 1, 28, 28, generator=g) * 1.6 - 0.8
+    eps = torch.randn(2, 1, 28, 28, generator=g)
+    a = _cosine_abar(t + 1, model.steps)
+    return x0, eps, math.sqrt(a) * x0 + math.sqrt(1 - a) * eps, a
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_the_output_inverts_to_the_clean_image_and_the_noise(prediction):
+    """Shown the true eps (or v) of an x_t, the model recovers the x0 and eps it was made from."""
+    model = DDPM(DDPMConfig(**{**TINY, "timesteps": 1000}, prediction=prediction), (1, 28, 28))
+    for t in (50, 400, 900):
+        x0, eps, xt, a = _pair(model, t)
+        true = eps if prediction == "eps" else math.sqrt(a) * eps - math.sqrt(1 - a) * x0
+        model.net = Recorder(true)
+        got_eps, got_x0 = model._eps_x0(xt, t, None, 1.0)
+        torch.testing.assert_close(got_x0, x0, atol=2e-4, rtol=0)
+        torch.testing.assert_close(got_eps, eps, atol=2e-4, rtol=0)
+
+
+def _linear_abar(t: int, steps: int) -> float:
+    """alpha-bar after t steps of Ho et al.'s linear betas (1e-4 .. 0.02 at T = 1,000, scaled by 1000 / T)."""
+    out, scale = 1.0, 1000 / steps
+    for i in range(t):
+        out *= 1 - scale * (1e-4 + (0.02 - 1e-4) * i / (steps - 1))
+    return out
+
+
+def test_one_ddim_step_and_one_ancestral_step_on_fixed_tensors():
+    """From x_t made of (x0, eps), a network that answers that eps takes DDIM to
+    sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps, and the ancestral step to the DDPM posterior
+    mean (Ho et al. eq. 7) plus its standard deviation times the step's noise."""
+    T = 100
+    model = DDPM(DDPMConfig(**TINY, schedule="linear"), (1, 28, 28))
+    abar = [_linear_abar(t, T) for t in range(1, T + 1)]
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.rand(2, 1, 28, 28, generator=g) * 1.6 - 0.8
+    eps = torch.randn(2, 1, 28, 28, generator=g)
+    xt = math.sqrt(abar[T - 1]) * x0 + math.sqrt(1 - abar[T - 1]) * eps
+    model.net = Recorder(eps)  # the right eps at step T - 1; only the first step is checked
+    # DDIM over 2 steps: T - 1 -> 0 -> the image; frames[1] is x after the first step (image 0).
+    first = model._sample(xt, None, keep=3, steps=2, sampler="ddim")[1]
+    want = math.sqrt(abar[0]) * x0[0] + math.sqrt(1 - abar[0]) * eps[0]
+    torch.testing.assert_close(first, want, atol=1e-3, rtol=0)
+    # Ancestral: T - 1 -> T - 2 with the posterior q(x_{t-1} | x_t, x0).
+    z = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(11))
+    frames = model._sample(xt, lambda step: z, keep=T + 1, sampler="ancestral")
+    a_t, a_prev = abar[T - 1], abar[T - 2]
+    beta = 1 - a_t / a_prev
+    mean = (math.sqrt(a_prev) * beta / (1 - a_t)) * x0 + (
+        math.sqrt(1 - beta) * (1 - a_prev) / (1 - a_t)
+    ) * xt
+    var = (1 - a_prev) / (1 - a_t) * beta
+    torch.testing.assert_close(frames[1], (mean + math.sqrt(var) * z)[0], atol=1e-3, rtol=0)
 
 
 def _fit(model, x, y, steps=30):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from udlcli.data import load_dataset
 from udlcli.errors import SpecError
 from udlcli.models.flow import Flow, FlowConfig
-from udlcli.rows import Rows
 
 TINY = dict(width=8, blocks=1, attention=False)
 
@@ -57,12 +58,66 @@ def test_training_and_sampling(digits):
         model.generate(2, None, steps=0)
 
 
-def test_logit_normal_times_stay_inside_the_path():
-    model = Flow(FlowConfig(**TINY, time="logit-normal"), (1, 28, 28))
+class Recorder(torch.nn.Module):
+    """A stand-in for the U-Net inside a loss or a sampler: records the times it is shown, answers
+    `fn(x, t)` (t in [0, 1])."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn, self.times = fn, []
+        self.device_anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, y=None):
+        self.times.append(t / 1000)
+        return self.fn(x, (t / 1000).view(-1, *([1] * (x.ndim - 1))))
+
+
+def test_logit_normal_times_are_drawn_by_the_loss():
+    """Flow.loss draws the noise, then t = sigmoid(n), n ~ N(0, 1), per image: the times the
+    network is shown are those, and over many images logit(t) has mean 0 and deviation 1."""
+    model = Flow(FlowConfig(**TINY, time="logit-normal"), (1, 4, 4))
+    model.net = Recorder(lambda x, t: torch.zeros_like(x))
+    x = torch.rand(20_000, 1, 4, 4)
     torch.manual_seed(0)
-    t = torch.sigmoid(Rows().randn((10_000,), "cpu"))
-    assert 0 < float(t.min()) and float(t.max()) < 1 and abs(float(t.mean()) - 0.5) < 0.01
-    assert model.time_sampling == "logit-normal"
+    model.loss(x, torch.zeros(len(x)))
+    t = model.net.times[-1]
+    torch.manual_seed(0)
+    torch.randn(20_000, 1, 4, 4)  # the loss's noise comes first
+    torch.testing.assert_close(t, torch.sigmoid(torch.randn(20_000)))
+    logit = torch.log(t / (1 - t))
+    assert abs(float(logit.mean())) < 0.03 and abs(float(logit.std()) - 1) < 0.03
+    uniform = Flow(FlowConfig(**TINY), (1, 4, 4))
+    uniform.net = Recorder(lambda x, t: torch.zeros_like(x))
+    uniform.loss(x, torch.zeros(len(x)))
+    u = uniform.net.times[-1]  # uniform on (0, 1): a quarter below 0.25, where logit-normal has 13%
+    assert abs(float((u < 0.25).float().mean()) - 0.25) < 0.02
+    assert abs(float((t < 0.25).float().mean()) - 0.1367) < 0.02
+
+
+def _rate(t: float) -> float:
+    return 1 + 2 * t
+
+
+@pytest.mark.parametrize("steps", [1, 4, 10])
+def test_euler_and_heun_take_their_textbook_steps(steps):
+    """On dx/dt = (1 + 2t) x, whose solution is x(1) = e^2 x(0): Euler multiplies by
+    prod (1 + (1 + 2 t_i) dt), Heun by prod (1 + dt/2 [k(t_i) + k(t_i + dt)(1 + k(t_i) dt)]),
+    t_i = i dt; both products are written out here."""
+    model = Flow(FlowConfig(**TINY), (1, 4, 4))
+    model.net = Recorder(lambda x, t: (1 + 2 * t) * x)
+    x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    dt, euler, heun = 1 / steps, 1.0, 1.0
+    for i in range(steps):
+        t = i * dt
+        euler *= 1 + _rate(t) * dt
+        heun *= 1 + dt / 2 * (_rate(t) + _rate(t + dt) * (1 + _rate(t) * dt))
+    got_euler = model._sample(x.clone(), None, steps=steps, sampler="euler")
+    got_heun = model._sample(x.clone(), None, steps=steps, sampler="heun")
+    torch.testing.assert_close(got_euler, euler * x)
+    torch.testing.assert_close(got_heun, heun * x)
+    # Heun is second order: its error to e^2 shrinks far faster than Euler's.
+    if steps == 10:
+        assert abs(heun - math.e**2) < abs(euler - math.e**2) / 10
 
 
 def test_conditional_training_needs_labels(runner, tmp_path):

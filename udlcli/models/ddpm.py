@@ -108,7 +108,7 @@ class DDPM(Denoiser):
         x0 = x0.clamp(-1, 1)
         return (x - a.sqrt() * x0) / (1 - a).sqrt(), x0
 
-    def _sample(self, x, generator, keep=0, steps=None, sampler="ddim", class_=None, guidance=1.0):
+    def _sample(self, x, noise, keep=0, steps=None, sampler="ddim", class_=None, guidance=1.0):
         if sampler == "ancestral":
             if steps not in (None, self.steps):
                 raise SpecError(
@@ -133,7 +133,7 @@ class DDPM(Denoiser):
                 a, beta = self.abar[t], 1 - self.abar[t] / a_prev
                 mean = (a_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - a_prev) * x) / (1 - a)
                 var = beta * (1 - a_prev) / (1 - a)
-                x = mean + (var.sqrt() * self.noise(x, generator) if prev >= 0 else 0)
+                x = mean + (var.sqrt() * noise(i) if prev >= 0 else 0)
             if i + 1 in shown:
                 frames.append(x[:1])
         return torch.cat(frames) if keep else x

@@ -5,9 +5,11 @@ conditional   the U-Net also sees the class; in training each label is replaced 
               with probability p_uncond, so one network is both the conditional and the
               unconditional model, and sampling mixes them (classifier-free guidance, Ho and
               Salimans 2022): out = out_none + guidance * (out_class - out_none)
-generate      n images, the starting noise and every step's noise drawn from a seeded CPU
-              generator in chunks, so the same seed gives the same images on any device; a family
-              gives the loop (`_sample`) over its own time steps
+generate      n images, the starting noise drawn from a seeded CPU generator in chunks, and a
+              stochastic step's noise from a generator of its own per (seed, chunk, step), drawn for
+              the whole chunk: image i's noise depends only on the seed and i, so the same seed gives
+              the same images on any device and whatever n is; a family gives the loop (`_sample`)
+              over its own time steps
 """
 
 from __future__ import annotations
@@ -107,11 +109,13 @@ class Denoiser(torch.nn.Module):
         """n images in [0, 1] (keep > 0: `keep` frames of the first image's path instead, noise to image)."""
         self.check_options(options.get("class_"), options.get("guidance", 1.0))
         dev = next(self.parameters()).device
+        base = int(torch.randint(0, 2**62, (), generator=generator))  # seeds every step's noise
         out = []
-        for start in range(0, n, CHUNK):
+        for chunk, start in enumerate(range(0, n, CHUNK)):
             m = min(CHUNK, n - start)
             x = torch.randn(m, *self.shape, generator=generator).to(dev)
-            out.append(self._sample(x, generator, keep=keep, **options))  # images, or frames
+            noise = StepNoise(base, chunk, tuple(x.shape), dev)
+            out.append(self._sample(x, noise, keep=keep, **options))  # images, or frames
             if keep:
                 break
         return ((torch.cat(out) + 1) / 2).clamp(0, 1)
@@ -124,12 +128,8 @@ class Denoiser(torch.nn.Module):
         options are generate()'s (each family's generate names them, for `udl sample`)."""
         return self.run(1, generator, keep=frames, **options)
 
-    def noise(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Fresh noise for one step of a stochastic sampler, from the seeded CPU generator."""
-        return torch.randn(like.shape, generator=generator).to(like.device)
-
     def _sample(
-        self, x, generator, keep: int = 0, **options
+        self, x, noise: StepNoise, keep: int = 0, **options
     ):  # pragma: no cover - each family's own
         raise NotImplementedError
 
@@ -143,6 +143,22 @@ class Denoiser(torch.nn.Module):
             ", label (B,) (classes = none)" if self.conditional else ""
         )
         return {"denoiser": Graph(self.net, inputs, f"{doc} -> the network's output (B, C, H, W)")}
+
+
+class StepNoise:
+    """Fresh noise for each step of a stochastic sampler: noise(k) is step k's (m, C, H, W) for one chunk.
+
+    Each (seed, chunk, step) has a CPU generator of its own that draws a whole chunk's noise, of
+    which the chunk's m images take their rows: image i's noise at step k is the same for any n.
+    """
+
+    def __init__(self, base: int, chunk: int, shape: tuple[int, ...], device):
+        self.base, self.chunk, self.shape, self.device = base, chunk, shape, device
+
+    def __call__(self, step: int) -> torch.Tensor:
+        # hash() of a tuple of ints is the same in every process (only str hashing is salted).
+        g = torch.Generator().manual_seed(hash((self.base, self.chunk, step)) & (2**63 - 1))
+        return torch.randn(CHUNK, *self.shape[1:], generator=g)[: self.shape[0]].to(self.device)
 
 
 def keep_at(steps: int, frames: int) -> set[int]:

@@ -61,7 +61,7 @@ class Flow(Denoiser):
         tt = torch.full((len(x),), t * TIME_SCALE, device=x.device)
         return self.guided(x, tt, label, guidance)
 
-    def _sample(self, x, generator, keep=0, steps=None, sampler="euler", class_=None, guidance=1.0):
+    def _sample(self, x, noise, keep=0, steps=None, sampler="euler", class_=None, guidance=1.0):
         n = 20 if steps is None else steps
         if not 1 <= n <= 1000:
             raise SpecError(f"--steps {n}: give 1 to 1000 integration steps")
