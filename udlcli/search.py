@@ -23,6 +23,10 @@ class Search(Strict):
     """Trials of a study when --trials is not given."""
     metric: ClassVar[str] = "validation loss"
     """What the objective's value is, for tables and figures."""
+    monitor: ClassVar[str] = "val_loss"
+    """The epoch row's key a trial is scored and pruned by (metrics.csv's column)."""
+    direction: ClassVar[Literal["minimize", "maximize"]] = "minimize"
+    """Whether the study wants `monitor` low (a loss) or high (an accuracy)."""
 
     optimizer: list[Optimizer] = Field(["adam", "sgd", "rmsprop"], min_length=1)
     lr: tuple[float, float] = (1e-4, 1e-2)

@@ -48,7 +48,8 @@ class RunOptions:
 class FitContext:
     """What a family's callbacks may read when a run's trainer is made (registry.Family.callbacks)."""
 
-    run_dir: Path
+    run_dir: Path | None
+    """None in a tuning trial, which writes no run folder."""
     spec: Any
     data: ImageDataset
     train: TensorImages
@@ -86,6 +87,23 @@ def setup(
         return dev, load_configured(data_cfg)
     fit_config(data_cfg, data)
     return dev, data
+
+
+def fit_model_to_data(spec, data: ImageDataset) -> dict:
+    """Fill what a model section learns from the loaded data, and return it: its class count (a
+    class-conditional model's embedding). --conditional on data without labels is one line.
+
+    Every path that builds a model from a spec and data goes through here: `udl train` and each
+    `udl tune` trial alike, so a tuned conditional model knows every class, not one.
+    """
+    filled = {}
+    if "classes" in type(spec.model).model_fields and spec.model.classes is None:
+        spec.model.classes = filled["classes"] = max(len(data.classes), 1)
+    if getattr(spec.model, "conditional", False) and (why := data.why_unlabelled()):
+        raise SpecError(
+            f"--conditional learns each class, but {spec.data.dataset} {why}; train without --conditional"
+        )
+    return filled
 
 
 def seeded_fit_inputs(

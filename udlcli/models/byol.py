@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +22,8 @@ from torch import nn
 
 from udlcli.models.backbones import mlp
 from udlcli.models.registry import Family, register
-from udlcli.models.ssl import SelfSupervised, SSLConfig, ssl_callbacks
+from udlcli.models.ssl import SelfSupervised, SSLConfig, SSLSearch, ssl_callbacks
 from udlcli.rows import LOCAL, Rows
-from udlcli.search import Search
 
 
 class BYOLConfig(SSLConfig):
@@ -34,12 +33,10 @@ class BYOLConfig(SSLConfig):
     pred_hidden: int = Field(512, ge=8, le=8192)
 
 
-class BYOLSearch(Search):
-    """`udl tune byol`: the target's momentum, the learning rate, and how strong the views are."""
+class BYOLSearch(SSLSearch):
+    """`udl tune byol`: the target's momentum, the optimiser, learning rate and how strong the views are."""
 
-    metric: ClassVar[str] = "validation BYOL loss"
     momentum: tuple[float, float] = (0.9, 0.999)
-    strength: tuple[float, float] = (0.5, 1.5)
 
 
 class BYOL(SelfSupervised):

@@ -32,7 +32,7 @@ from udlcli.models.denoiser import (
 )
 from udlcli.models.registry import Family, register
 from udlcli.rows import LOCAL, Rows
-from udlcli.search import Search
+from udlcli.search import Optimizer, Search
 
 
 class DDPMConfig(DenoiserConfig):
@@ -46,8 +46,10 @@ class DDPMConfig(DenoiserConfig):
 
 
 class DDPMSearch(Search):
-    """`udl tune ddpm`: the learning rate, and the U-Net's width."""
+    """`udl tune ddpm|flow`: the optimiser, the learning rate, and the U-Net's width."""
 
+    optimizer: list[Optimizer] = ["adamw", "adam"]
+    """The families' own AdamW first (their train default), and Adam."""
     width: list[int] = [16, 32, 48, 64]
     """Choices, not a range: group norm needs multiples of 8."""
 

@@ -11,16 +11,15 @@ The representation is the backbone's output (`backbone`), the projection head's 
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
 from udlcli.models.registry import Family, register
-from udlcli.models.ssl import SelfSupervised, SSLConfig, ssl_callbacks
+from udlcli.models.ssl import SelfSupervised, SSLConfig, SSLSearch, ssl_callbacks
 from udlcli.rows import LOCAL, Rows
-from udlcli.search import Search
 
 
 class SimCLRConfig(SSLConfig):
@@ -29,12 +28,10 @@ class SimCLRConfig(SSLConfig):
     """tau of NT-Xent (0.5 suits small batches; SimCLR used 0.1 at batch 4,096)."""
 
 
-class SimCLRSearch(Search):
-    """`udl tune simclr`: the temperature, the learning rate, and how strong the views are."""
+class SimCLRSearch(SSLSearch):
+    """`udl tune simclr`: the temperature, the optimiser, learning rate and how strong the views are."""
 
-    metric: ClassVar[str] = "validation NT-Xent"
     temperature: tuple[float, float] = (0.1, 1.0)
-    strength: tuple[float, float] = (0.5, 1.5)
 
 
 class SimCLR(SelfSupervised):

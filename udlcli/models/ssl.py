@@ -13,6 +13,8 @@ KNNMonitor after every epoch, the weighted kNN accuracy (cosine, k = 200) of the
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
 import torch
 from pydantic import Field
 from torch import nn
@@ -24,6 +26,7 @@ from udlcli.data.augment import AugmentConfig, augment, flips_for
 from udlcli.models.backbones import BackboneConfig, build_backbone, mlp
 from udlcli.models.conv import data_shape, data_stats
 from udlcli.rows import LOCAL, Rows
+from udlcli.search import Optimizer, Search
 
 BANK = 10_000
 """Training images whose features the per-epoch kNN monitor compares with (seeded); the test's uses all."""
@@ -34,6 +37,19 @@ class SSLConfig(BackboneConfig):
     proj_hidden: int = Field(512, ge=8, le=8192)
     proj_dim: int = Field(128, ge=2, le=4096)
     """Width of the projection head's output (what the loss compares)."""
+
+
+class SSLSearch(Search):
+    """What `udl tune simclr|byol` scores: the validation kNN accuracy, maximised. The pretext loss
+    would reward a low temperature, weak views and (BYOL) collapse, not better features."""
+
+    metric: ClassVar[str] = "validation kNN accuracy"
+    monitor: ClassVar[str] = "knn_acc"
+    direction: ClassVar[Literal["minimize", "maximize"]] = "maximize"
+    optimizer: list[Optimizer] = ["adamw", "adam", "sgd"]
+    """The families' own AdamW first (their train default), then Adam and SGD with momentum."""
+    strength: tuple[float, float] = (0.5, 1.5)
+    """How strong the views are (augment.strength)."""
 
 
 class SelfSupervised(nn.Module):
@@ -87,6 +103,8 @@ class KNNMonitor(Callback):
         self.labelled = not ctx.data.why_unlabelled()
 
     def on_start(self, trainer) -> None:
+        if self.ctx.run_dir is None:  # a tuning trial: no run folder, no figure
+            return
         x = self.ctx.train.images(
             torch.arange(min(8, len(self.ctx.train))).to(self.ctx.train.x.device)
         )

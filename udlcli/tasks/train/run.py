@@ -42,12 +42,7 @@ def train(
         size = spec.data.image_size
         family.build(spec.model, spec.data.model_copy(update={"shape": (1, size, size)}))
     device, data = lifecycle.setup(spec.train, spec.data, data, family.model)
-    if "classes" in type(spec.model).model_fields and spec.model.classes is None:
-        spec.model.classes = max(len(data.classes), 1)  # a class-conditional model's, from its data
-    if getattr(spec.model, "conditional", False) and (why := data.why_unlabelled()):
-        raise SpecError(
-            f"--conditional learns each class, but {spec.data.dataset} {why}; train without --conditional"
-        )
+    lifecycle.fit_model_to_data(spec, data)
     if not family.can(Trainable) and len(data.train) < spec.train.batch_size:
         raise SpecError(
             f"--batch-size {spec.train.batch_size} is larger than the {len(data.train)} training images; use a smaller batch"

@@ -23,7 +23,11 @@ def write_all(
     trials = study.get_trials(deepcopy=False)
     names = list(obj.search_cls.model_fields)
     write_trials_csv(trials, names, study_dir / "trials.csv")
-    complete = sorted((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    complete = sorted(
+        (t for t in trials if t.state.name == "COMPLETE"),
+        key=lambda t: t.value,
+        reverse=obj.direction == "maximize",  # best first
+    )
     best = complete[0] if complete else None
     if best is not None:
         head = (
@@ -37,6 +41,7 @@ def write_all(
         "study": plan.study,
         "objective": obj.name,
         "metric": obj.metric,
+        "direction": obj.direction,
         "storage": storage,
         "trials_asked": plan.trials,
         "complete": c["complete"],

@@ -170,8 +170,13 @@ def _open_study(name: str, store, storage: str, obj):
         "udl_data": obj.data_key(),
     }
     study = optuna.create_study(
-        study_name=name, storage=store, direction="minimize", load_if_exists=True
+        study_name=name, storage=store, direction=obj.direction, load_if_exists=True
     )
+    if study.direction.name.lower() != obj.direction:
+        raise StorageError(
+            f"study {name!r} in {shown(storage)} {study.direction.name.lower()}s its value, and {obj.name}'s "
+            f"{obj.metric} is {obj.direction}d: use another --study-name"
+        )
     have = study.user_attrs
     if not have and not study.get_trials(deepcopy=False):
         for k, v in mine.items():

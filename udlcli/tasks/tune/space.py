@@ -4,7 +4,9 @@ An objective turns sampled values into a complete spec (so the best trial's spec
 `--config`) and fits it with the shared Trainer, handing the Trainer the pruning callbacks.
 
     a family  its registry entry's search space (an AE's: channels n, latent dim, optimiser, lr and
-              weight decay, log scale) -> its validation loss (the AE's validation MSE)
+              weight decay, log scale) -> the best epoch's value of the space's `monitor`: the
+              validation loss (the AE's validation MSE), or a metric the family's own callbacks
+              add to the epoch row (SimCLR's and BYOL's kNN accuracy, maximised)
     finetune  hidden units, dropout p, features, optimiser, lr (log), weight decay (log)
               -> validation cross-entropy of the head on a frozen encoder
 """
@@ -52,6 +54,8 @@ class FamilyObjective:
     metric = "validation loss"
     search_cls: type[Search] = Search
     retrain = "udl train --config"
+    family = None
+    """The registry entry (None: finetune's head, not a family)."""
 
     def __init__(self, base: dict, search: Search):
         self.base, self.search = base, search
@@ -67,6 +71,7 @@ class FamilyObjective:
                 "name": family.name,
                 "metric": family.search.metric,
                 "search_cls": family.search,
+                "family": family,
                 "retrain": f"udl {family.command} --config",
             },
         )
@@ -90,9 +95,11 @@ class FamilyObjective:
         if self.data is None:
             spec = self.spec_for({})
             self.device, self.data = lifecycle.setup(spec.train, spec.data)
-            # The loaded data's shape and normalisation, for every trial's model (and best.yaml).
+            learned = lifecycle.fit_model_to_data(spec, self.data)
+            # The loaded data's shape and normalisation, and what the model takes from the data (a
+            # conditional model's classes), for every trial's model (and best.yaml).
             fitted = spec.data.model_dump(mode="json", include={"shape", "mean", "std"})
-            self.base = config.deep_merge(self.base, {"data": fitted})
+            self.base = config.deep_merge(self.base, {"data": fitted, "model": learned})
 
     def data_key(self) -> dict:
         """What makes two studies' losses comparable; image_size and color only when set, so studies
@@ -124,6 +131,21 @@ class FamilyObjective:
             config.deep_merge(self.base, {"model": model, "train": train}), source="trial spec"
         )
 
+    @property
+    def monitor(self) -> str:
+        return self.search_cls.monitor
+
+    @property
+    def direction(self) -> str:
+        return self.search_cls.direction
+
+    def value(self, trainer: Trainer) -> float:
+        """The trial's value: the best epoch's `monitor` (lowest or highest, as the study wants)."""
+        seen = [row[self.monitor] for row in trainer.history if self.monitor in row]
+        if not seen:
+            raise ValueError(f"no epoch of the trial reported {self.monitor}")
+        return min(seen) if self.direction == "minimize" else max(seen)
+
     def fit(self, spec, callbacks: list[EpochCallback], label: str) -> Trainer:
         from udlcli.core import lifecycle
         from udlcli.models import get
@@ -131,6 +153,12 @@ class FamilyObjective:
         model, train, val = lifecycle.seeded_fit_inputs(
             spec, self.data, self.device, lambda: get(spec.model.name).build(spec.model, spec.data)
         )
+        own = []
+        if self.monitor != "val_loss" and self.family.callbacks:
+            # The scored metric comes from the family's own callbacks (its kNN monitor); a trial
+            # has no run folder, so they leave their figures out (ctx.run_dir is None).
+            ctx = lifecycle.FitContext(None, spec, self.data, train, None, self.device, val)
+            own = self.family.callbacks(ctx)
         trainer = Trainer(
             model,
             spec.train,
@@ -138,7 +166,7 @@ class FamilyObjective:
             val,
             self.device,
             ckpt_dir=None,
-            callbacks=callbacks,
+            callbacks=[*own, *callbacks],
             label=label,
         )
         trainer.fit()

@@ -114,10 +114,11 @@ def counts(study) -> dict:
 
     c = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "surplus": 0}
     best = None
+    sign = -1 if study.direction.name == "MAXIMIZE" else 1  # an accuracy: the highest is best
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.COMPLETE:
             c["complete"] += 1
-            if best is None or t.value < best.value:
+            if best is None or sign * t.value < sign * best.value:
                 best = t
         elif t.state == TrialState.PRUNED:
             c["pruned"] += 1

@@ -130,7 +130,7 @@ def work(
         )
 
         def report(epoch: int, row: dict) -> None:
-            trial.report(row["val_loss"], epoch)
+            trial.report(row[obj.monitor], epoch)
             if tracked is not None:
                 tracked.log_epoch(epoch, row)
             if stop.is_set():
@@ -160,8 +160,9 @@ def work(
         if _rank(study, trial.number) >= plan.trials:
             ended("FAIL")
             raise _surplus(trial)
-        ended("COMPLETE", trainer.best_val)
-        return trainer.best_val
+        value = obj.value(trainer)
+        ended("COMPLETE", value)
+        return value
 
     while not stop.is_set():
         fail_orphans(study)
