@@ -58,7 +58,11 @@ class UdlGroup(TyperGroup):
 app = typer.Typer(
     name="udl",
     cls=UdlGroup,
-    help="Unsupervised deep learning on image data: autoencoders, latent spaces, denoising, VAEs and GANs from one command line.",
+    # Written out, not built from udlcli.models' registry: that imports torch, seconds for every
+    # `udl --help`. tests/test_docs.py checks that it names every family udl ships.
+    help="Unsupervised deep learning on image data from one command line: autoencoders (ae, dae), "
+    "VAEs (vae), GANs (gan), diffusion and flow matching (ddpm, flow), self-supervised learning "
+    "(simclr, byol) and classifiers (classifier, lenet).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
