@@ -147,6 +147,11 @@ def bad_inputs(tmp_path):
     )
     cases["unknown model"] = (["train", "vqvae"], "unknown model 'vqvae'", 2)
     cases["bad --set"] = (["train", "ae", "--set", "train.lr"], "expected KEY.SUB=VALUE", 2)
+    cases["a contrastive batch without negatives"] = (
+        ["train", "simclr", "--batch-size", "1"],
+        "--batch-size 1: SimCLR contrasts each image with the other images of its batch",
+        2,
+    )
     if not torch.cuda.is_available():
         cases["--device cuda without CUDA"] = (
             ["train", "ae", "--device", "cuda"],

@@ -205,3 +205,24 @@ def test_a_flow_trained_on_2d_gaussian_data_samples_it():
     model.shape, model.net = (1, 1, 2), TimeMLP(TIME_SCALE)
     _fit(model)
     _check2(model.eval().generate(N, torch.Generator().manual_seed(0), steps=50))
+
+
+# ---------------------------------------------------------------- settings that would be ignored
+
+
+@pytest.mark.parametrize("kind", ["ddpm", "flow"])
+def test_p_uncond_without_conditional_is_one_warning(runner, kind):
+    from udlcli.cli.app import app
+
+    r = runner.invoke(app, ["train", kind, "--set", "model.p_uncond=0.3", "--print-spec"])
+    assert r.exit_code == 0, r.output
+    warned = [ln for ln in r.output.splitlines() if ln.startswith("warning:")]
+    assert (
+        len(warned) == 1 and "model.p_uncond=0.3 has no effect without --conditional" in warned[0]
+    )
+    quiet = runner.invoke(
+        app, ["train", kind, "--conditional", "--set", "model.p_uncond=0.3", "--print-spec"]
+    )
+    assert quiet.exit_code == 0 and "warning:" not in quiet.output
+    plain = runner.invoke(app, ["train", kind, "--print-spec"])  # the default p_uncond: no word
+    assert plain.exit_code == 0 and "warning:" not in plain.output

@@ -21,7 +21,7 @@ def ae_run(latent_runs, tmp_path):
 def test_probe_writes_both_accuracies_well_above_chance(runner, ae_run):
     r = runner.invoke(app, ["probe", str(ae_run), "--k", "20"])
     assert r.exit_code == 0, r.output
-    n = json.loads((ae_run / "probe.json").read_text())
+    n = json.loads((ae_run / "probe_k20.json").read_text())
     assert (n["kind"], n["features"], n["width"]) == ("ae", "latent", 7)
     # A 7-number latent of a tiny 2-epoch AE (about 50%): 3x the 10% of guessing, short of a classifier.
     assert 0.3 < n["linear_probe"] < 1 and 0.3 < n["knn20_cosine"] < 1
@@ -32,15 +32,27 @@ def test_probe_writes_both_accuracies_well_above_chance(runner, ae_run):
 def test_another_layer_gets_its_own_file(runner, ae_run):
     r = runner.invoke(app, ["probe", str(ae_run), "--features", "hidden", "--k", "20", "-q"])
     assert r.exit_code == 0, r.output
-    n = json.loads((ae_run / "probe_hidden.json").read_text())
+    n = json.loads((ae_run / "probe_hidden_k20.json").read_text())
     assert n["features"] == "hidden" and n["width"] > 7
-    assert not (ae_run / "probe.json").exists()
+    assert not list(ae_run.glob("probe.json")) and not list(ae_run.glob("probe_k*.json"))
+
+
+def test_each_k_keeps_its_own_numbers_and_a_rerun_says_it_replaces(runner, ae_run):
+    """--k 5 does not replace --k 10's probe; the same setting again replaces it, and says so."""
+    for k in ("5", "10"):
+        assert runner.invoke(app, ["probe", str(ae_run), "--k", k, "-q"]).exit_code == 0
+    assert json.loads((ae_run / "probe_k5.json").read_text())["knn5_cosine"] > 0
+    assert json.loads((ae_run / "probe_k10.json").read_text())["knn10_cosine"] > 0
+    again = runner.invoke(app, ["probe", str(ae_run), "--k", "5"])
+    assert again.exit_code == 0 and f"replacing {ae_run / 'probe_k5'}.json" in again.output.replace(
+        "\n", ""
+    )
 
 
 def test_the_newest_encoding_run_is_the_default(runner, ae_run):
     r = runner.invoke(app, ["probe", "--out", str(ae_run.parent.parent), "--k", "5", "-q"])
     assert r.exit_code == 0, r.output
-    assert (ae_run / "probe.json").is_file()
+    assert (ae_run / "probe_k5.json").is_file()
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,7 @@ def test_ddpm_samples_with_ddim_or_all_its_steps(runner, diffusion_runs):
         ("flow", ["--sampler", "ddim"], "flow samples with euler or heun"),
         ("flow", ["--class", "12"], "this model knows classes 0..9"),
         ("flow", ["--guidance", "2"], "give --class K too"),
+        ("flow", ["--interpolate", "1,2", "--class", "3"], "--class applies to random samples"),
         ("ddpm", ["--class", "3"], "--class needs a model trained with --conditional"),
         ("ddpm", ["--steps", "10", "--sampler", "ancestral"], "takes all 100 steps"),
     ],
@@ -94,10 +95,29 @@ def test_evaluate_passes_the_sampling_options_and_reports_the_class_share(runner
         ["evaluate", str(run), "--n", "40", "--steps", "3", "--class", "3", "--guidance", "2"],
     )
     assert r.exit_code == 0, r.output
-    e = json.loads((run / "evaluation.json").read_text())
+    e = json.loads((run / "evaluation_steps3_class_3_guidance2.0.json").read_text())
     assert e["sampler"] == {"steps": 3, "class_": 3, "guidance": 2.0} and e["n"] == 40
     share = e["balance"]["shares"][3]
     assert f"{share:.1%} of the --class 3 samples are classified as 3" in r.output
+    # Another class keeps its own file: --class 8 does not replace --class 3's numbers.
+    r8 = runner.invoke(app, ["evaluate", str(run), "--n", "40", "--steps", "3", "--class", "8"])
+    assert r8.exit_code == 0, r8.output
+    e8 = json.loads((run / "evaluation_steps3_class_8.json").read_text())
+    assert e8["sampler"]["class_"] == 8
+    assert json.loads((run / "evaluation_steps3_class_3_guidance2.0.json").read_text()) == e
+    assert "replaced" not in r8.output
+    again = runner.invoke(app, ["evaluate", str(run), "--n", "40", "--steps", "3", "--class", "8"])
+    assert "replaced" in again.output and "evaluation_steps3_class_8.json" in again.output
+
+
+def test_a_plain_evaluate_of_a_conditional_run_keeps_evaluation_json(runner, diffusion_runs):
+    run = diffusion_runs["flow"]
+    assert (
+        runner.invoke(app, ["evaluate", str(run), "--n", "20", "--steps", "2", "-q"]).exit_code == 0
+    )
+    assert json.loads((run / "evaluation_steps2.json").read_text())["sampler"] == {"steps": 2}
+    assert runner.invoke(app, ["evaluate", str(run), "--n", "20", "-q"]).exit_code == 0
+    assert "sampler" not in json.loads((run / "evaluation.json").read_text())
 
 
 def test_sampling_options_without_a_run_are_one_line(runner, tmp_path):

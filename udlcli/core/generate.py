@@ -30,11 +30,21 @@ def split_options(model: torch.nn.Module, options: dict, command: str) -> tuple[
     gen = _params(model.generate) - {"n", "generator"}
     bad = [k for k in options if k not in fit | gen]
     if bad:
-        flag = "--" + bad[0].strip("_").replace("_", "-")
-        raise SpecError(f"{flag} does not apply to {command}")
+        raise SpecError(f"{flag_of(bad[0])} does not apply to {command}")
     return {k: v for k, v in options.items() if k in fit}, {
         k: v for k, v in options.items() if k in gen
     }
+
+
+def flag_of(option: str) -> str:
+    """The command-line flag of a sampling option: class_ -> --class, interpolate_index -> --interpolate-index."""
+    return "--" + option.strip("_").replace("_", "-")
+
+
+def options_tag(options: dict) -> str:
+    """What a file name carries of the sampling options, so two settings never share a file:
+    {"steps": 10, "sampler": "heun"} -> "_steps10_heun" ("" for none)."""
+    return "".join(f"_{k}{v}" if not isinstance(v, str) else f"_{v}" for k, v in options.items())
 
 
 def _params(fn) -> set[str]:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from pydantic import create_model
 
-from udlcli import config
+from udlcli import config, ui
 from udlcli.config import DataConfig, Strict, TrainConfig
 from udlcli.errors import SpecError
 from udlcli.models import REGISTRY, Family, default, get
@@ -88,7 +88,7 @@ def resolve_spec(
         "train": dict(family.train_defaults),
         "data": dict(family.data_defaults),
     }
-    return config.layered(
+    spec = config.layered(
         spec_class(family.name),
         base,
         file_spec,
@@ -96,6 +96,9 @@ def resolve_spec(
         sets,
         source=f"spec ({config_path})" if config_path else "spec",
     )
+    for line in family.check(spec) if family.check else []:
+        ui.warn(line)
+    return spec
 
 
 def spec_to_dict(spec: RunSpec) -> dict:

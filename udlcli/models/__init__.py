@@ -2,7 +2,8 @@
 
 A module ending in `register(Family(...))` is a family; helper modules (network bodies shared by
 families) register nothing. Other packages add families through the entry-point group
-`udlcli.families` (each entry point names a module to import), so a plug-in needs no edit here.
+`udlcli.families` (each entry point names a module to import), so a plug-in needs no edit here;
+one that fails to import is one warning naming its entry point, and every other family still works.
 """
 
 import importlib
@@ -17,7 +18,17 @@ def _discover() -> None:
         if not info.name.startswith("_") and info.name != "registry":
             importlib.import_module(f"{__name__}.{info.name}")
     for ep in entry_points(group="udlcli.families"):
-        ep.load()
+        try:
+            ep.load()
+        except Exception as e:  # a broken plug-in must not take every command down with it
+            from udlcli import ui
+
+            why = str(e).splitlines()[0] if str(e) else ""
+            ui.warn(
+                f"the plug-in family {ep.name!r} (entry point {ep.value}) did not load: "
+                f"{type(e).__name__}{': ' + why if why else ''}; udl goes on without it "
+                "(fix or uninstall the package that provides it)"
+            )
 
 
 _discover()

@@ -28,6 +28,7 @@ from udlcli.models.denoiser import (
     TRAIN_DEFAULTS,
     Denoiser,
     DenoiserConfig,
+    check_spec,
     keep_at,
 )
 from udlcli.models.registry import Family, register
@@ -169,6 +170,7 @@ register(
         train_defaults=TRAIN_DEFAULTS,
         data_defaults=DATA_DEFAULTS,
         search=DDPMSearch,
+        check=check_spec,
         tiny={
             "model": {"width": 8, "blocks": 1, "attention": False, "timesteps": 100},
             "train": {"n_fixed": 4},

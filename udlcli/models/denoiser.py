@@ -53,6 +53,17 @@ class DenoiserConfig(UNetConfig):
     """Classes of the data, filled in when the data is loaded (the class embedding's size)."""
 
 
+def check_spec(spec) -> list[str]:
+    """Settings a diffusion or flow spec would ignore (registry.Family.check)."""
+    m = spec.model
+    if not m.conditional and m.p_uncond != type(m).model_fields["p_uncond"].default:
+        return [
+            f"model.p_uncond={m.p_uncond} has no effect without --conditional (only a model that sees "
+            "labels drops them); add --conditional, or leave p_uncond out"
+        ]
+    return []
+
+
 class Denoiser(torch.nn.Module):
     def __init__(self, cfg: DenoiserConfig, shape):
         super().__init__()

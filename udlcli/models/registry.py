@@ -56,6 +56,10 @@ class Family:
     """upgrade(payload) -> payload: a checkpoint written by an earlier version in today's layout."""
     tiny: dict = field(default_factory=dict)
     """A spec overlay that builds its smallest real model, for quick checks and the conformance suite."""
+    check: Callable[[Any], list[str]] | None = None
+    """check(spec) -> warnings, run when a spec is resolved, before anything loads or is written:
+    raises SpecError for a spec it cannot train (SimCLR's batch without negatives), and returns one
+    line for each setting it would ignore (p_uncond without --conditional)."""
     exempt: dict[str, str] = field(default_factory=dict)
     """Conformance checks it cannot meet, each with the reason (tests/test_families.py reads this)."""
 

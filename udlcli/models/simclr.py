@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from udlcli.errors import SpecError
 from udlcli.models.registry import Family, register
 from udlcli.models.ssl import SelfSupervised, SSLConfig, SSLSearch, ssl_callbacks
 from udlcli.rows import LOCAL, Rows
@@ -56,6 +57,16 @@ class SimCLR(SelfSupervised):
         }
 
 
+def check(spec) -> list[str]:
+    """A batch of one has no negatives: NT-Xent would train on nothing, for hours, without a word."""
+    if spec.train.batch_size < 2:
+        raise SpecError(
+            f"--batch-size {spec.train.batch_size}: SimCLR contrasts each image with the other images "
+            "of its batch, so a batch needs at least 2 (the default is 256)"
+        )
+    return []
+
+
 def build(cfg: SimCLRConfig, data) -> SimCLR:
     return SimCLR(cfg, data)
 
@@ -80,6 +91,7 @@ register(
         },
         callbacks=ssl_callbacks,
         search=SimCLRSearch,
+        check=check,
         key_metric=("test_knn_acc", "test kNN accuracy", "max"),
         tiny={
             "model": {"channels": 8, "proj_hidden": 32, "proj_dim": 16},

@@ -20,6 +20,7 @@ import torch
 from udlcli import metrics
 from udlcli.core import runs
 from udlcli.core.contracts import Generates
+from udlcli.core.generate import flag_of, options_tag
 from udlcli.core.progress import status
 from udlcli.data import load_configured
 from udlcli.errors import CheckpointError, SpecError
@@ -153,7 +154,7 @@ def evaluate(
     srcs = [run_source(p) for p in run_paths]
     options = {k: v for k, v in (options or {}).items() if v is not None}
     if options and not run_paths:
-        given = ", ".join("--" + k.strip("_") for k in options)
+        given = ", ".join(flag_of(k) for k in options)
         raise SpecError(f"{given}: sampling options go with runs that generate, not with --images")
     inception = None
     if inception_weights is not None:
@@ -208,18 +209,23 @@ def evaluate(
         "reference": f"{data.name} test split ({len(data.test):,} images)",
         "dataset": report.dataset,
         "featurenet": report.featurenet,
-        **({"inception": inception.info()} if inception is not None else {}),
+        **({"inception_network": inception.info()} if inception is not None else {}),
         **({"sampler": options} if options else {}),
         "references": {r.label: r.metrics for r in references},
         "versions": runs.versions(),
     }
+    # Each setting of the sampler has a file of its own (evaluation_class_3_guidance2.0.json), so
+    # --class 8 does not replace --class 3's numbers; the same setting again replaces, and says so.
+    name = Path(RESULT_FILE).stem + options_tag(options) + ".json"
     for row, src in zip(rows, srcs):
         target = (
             images_json
             if src.kind == "images"
-            else (src.path / RESULT_FILE if writable(src.path) else None)
+            else (src.path / name if writable(src.path) else None)
         )
         if target is not None:
+            if target.is_file():
+                report.notes.append(f"replaced {target} (the same run, sampler setting and file)")
             runs.write_json(
                 target, {"source": row.label, "kind": row.kind, **row.metrics, **common}
             )

@@ -8,7 +8,8 @@ probed the same way, so their numbers compare:
     kNN      each test image's k = 200 most similar training features (cosine) vote with weight
              exp(similarity / 0.1), as lightly and solo-learn monitor self-supervised training
 
-The numbers go to RUN/probe.json (probe_<layer>.json for another layer than the default).
+The numbers go to RUN/probe.json: probe_<layer>.json for another layer than the default, and
+_k<k> added for another k than 200 (probe_k10.json), so no setting replaces another's numbers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from udlcli import metrics
+from udlcli import metrics, ui
 from udlcli.core import runs
 from udlcli.core.contracts import Encodes, layer_of
 from udlcli.core.device import resolve_device
@@ -28,6 +29,9 @@ from udlcli.core.loading import load_run
 from udlcli.core.progress import status
 from udlcli.errors import DataError, SpecError
 from udlcli.models.registry import a_kind
+
+DEFAULT_K = 200
+"""The kNN's neighbours, as lightly and solo-learn count them."""
 
 
 @dataclass
@@ -41,7 +45,7 @@ def probe(
     run: str | Path | None = None,
     root: str | Path = "runs",
     features: str | None = None,
-    k: int = 200,
+    k: int = DEFAULT_K,
     data_dir: str | Path | None = None,
     device: str | None = None,
     command: str = "",
@@ -84,6 +88,10 @@ def probe(
         "time_s": round(time.perf_counter() - t0, 2),
         "command": command,
     }
-    name = "probe.json" if layer == next(iter(layers)) else f"probe_{layer}.json"
-    path = runs.write_json(loaded.run_dir / name, numbers)
+    # A layer or k other than the default has a file of its own, so it never replaces probe.json.
+    name = "probe" + ("" if layer == next(iter(layers)) else f"_{layer}")
+    name += "" if k == DEFAULT_K else f"_k{k}"
+    if (loaded.run_dir / f"{name}.json").is_file():
+        ui.info(f"replacing {loaded.run_dir / name}.json (the same layer and k)")
+    path = runs.write_json(loaded.run_dir / f"{name}.json", numbers)
     return ProbeResult(loaded.run_dir, numbers, path)

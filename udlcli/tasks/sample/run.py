@@ -88,7 +88,7 @@ def sample(
         "samples": f"{n} (seed {seed})",
         **{k: str(v) for k, v in fitted.items() if k in ("density", "test_code_loglik")},
     }
-    tag = "".join(f"_{k}{v}" if not isinstance(v, str) else f"_{v}" for k, v in options.items())
+    tag = generate.options_tag(options)
     if individual:
         folder = (
             Path(to)
@@ -139,7 +139,7 @@ def _check(
         flag = next(k for k, v in grid_only.items() if v is not None)
         raise SpecError(f"{flag} applies to --grid only (udl sample KIND --grid ...)")
     if walk and options:
-        flag = "--" + next(iter(options)).replace("_", "-")
+        flag = generate.flag_of(next(iter(options)))
         raise SpecError(f"{flag} applies to random samples, not to --interpolate; drop one of them")
     if walk and n is not None:
         raise SpecError(
