@@ -75,3 +75,38 @@ def test_ema_is_checkpointed_scored_loaded_and_resumed_exactly(tmp_path):
         ) / len(test)
     s = json.loads((whole.run_dir / "summary.json").read_text())
     assert abs(s["test"]["loss"] - mse) < 1e-5 and abs(s["test_mse"] - mse) < 1e-5
+
+
+def test_buffers_are_copied_not_averaged_and_a_checkpoint_without_a_count_is_warm():
+    """Batch norm's running statistics are the model's own, copied at every update (an average of
+    them would describe no weights); a checkpoint from before the warmup resumes at full decay."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ema = EMA(net, 0.5)
+    ema.updates = 1000
+    net(torch.randn(16, 3) * 5 + 2)  # training mode: the running statistics move
+    avg_w = ema.state_dict()["0.weight"].clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    ema.update()
+    s = ema.state_dict()
+    torch.testing.assert_close(s["1.running_mean"], net[1].running_mean)  # copied, exactly
+    torch.testing.assert_close(s["1.running_var"], net[1].running_var)
+    assert int(s["1.num_batches_tracked"]) == 1
+    torch.testing.assert_close(s["0.weight"], 0.5 * avg_w + 0.5 * net[0].weight)  # averaged
+    old = {k: v for k, v in s.items() if k != "_ema_updates"}  # written before the count existed
+    fresh = EMA(net, 0.5)
+    fresh.load_state_dict(old)
+    assert fresh.updates == 1_000_000
+    fresh.load_state_dict(s)
+    assert fresh.updates == 1001
+
+
+def test_the_scored_weights_are_the_average_when_there_is_one():
+    from udlcli.core.ema import scored_weights
+
+    own, avg = {"w": torch.zeros(2)}, {"w": torch.ones(2), "_ema_updates": torch.tensor(3)}
+    assert scored_weights({"model": own}) is own
+    assert scored_weights({"model": own, "ema": None}) is own
+    got = scored_weights({"model": own, "ema": avg})
+    assert set(got) == {"w"} and torch.equal(got["w"], torch.ones(2))
