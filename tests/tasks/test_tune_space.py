@@ -87,3 +87,18 @@ def test_a_study_made_to_minimise_is_not_continued_as_a_maximisation(runs):
     )
     with pytest.raises(StorageError, match="minimizes its value"):
         engine.tune(opts, None, {"data.dataset": "mnist-sample", "data.limit": 100, **SSL_TINY})
+
+
+def test_docs_tuning_md_lists_every_objective_and_its_space():
+    """docs/tuning.md's table has a row for every `udl tune` objective naming each searched field,
+    and says which way its value goes."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "tuning.md").read_text()
+    rows = {ln.split("|")[1].strip(" `"): ln for ln in doc.splitlines() if ln.startswith("| `")}
+    for name, obj in objectives().items():
+        assert name in rows, f"docs/tuning.md has no row for udl tune {name}"
+        for field in obj.search_cls.model_fields:
+            assert f"`{field}`" in rows[name], (name, field)
+        way = {"minimize": "minimised", "maximize": "maximised"}[obj.search_cls.direction]
+        assert way in rows[name], (name, rows[name])
