@@ -57,12 +57,16 @@ REPO = Path(__file__).resolve().parent.parent
 # TESTS maps each file (relative to udlcli/) to the test files (or pytest node ids) that run on
 # its mutants. Whole test files, not single tests, so tests added to them later are picked up.
 # Fast files first: pytest runs with -x, so a mutant the fast tests kill costs only them.
-# denoiser.py has no test file of its own: the DDPM and flow tests drive it; ssl.py is driven by
-# the SimCLR and BYOL tests.
+# denoiser.py's own tests (the exact Gaussian end to end) drive ddpm.py and flow.py too, and the
+# DDPM and flow tests drive it; ssl.py is driven by the SimCLR and BYOL tests.
 TESTS: dict[str, list[str]] = {
-    "models/ddpm.py": ["tests/models/test_ddpm.py"],
-    "models/flow.py": ["tests/models/test_flow.py"],
-    "models/denoiser.py": ["tests/models/test_flow.py", "tests/models/test_ddpm.py"],
+    "models/ddpm.py": ["tests/models/test_ddpm.py", "tests/models/test_denoiser.py"],
+    "models/flow.py": ["tests/models/test_flow.py", "tests/models/test_denoiser.py"],
+    "models/denoiser.py": [
+        "tests/models/test_denoiser.py",
+        "tests/models/test_flow.py",
+        "tests/models/test_ddpm.py",
+    ],
     "models/unet.py": ["tests/models/test_unet.py", "tests/models/test_flow.py"],
     "models/simclr.py": ["tests/models/test_simclr.py"],
     "models/byol.py": ["tests/models/test_byol.py"],

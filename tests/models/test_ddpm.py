@@ -221,3 +221,37 @@ def test_ddim_steps_start_from_pure_noise_and_a_short_linear_schedule_stays_fini
     assert len(many) == 50 and many[0] == 999 and many[-1] == 0
     short = torch.cumprod(1 - betas_for("linear", 10), 0)  # Ho's betas stretched to T = 10
     assert bool(torch.isfinite(short).all()) and float(short.min()) > 0
+
+
+class StepLog(torch.nn.Module):
+    """A network that answers zeros and logs every step it is called at."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps: list[int] = []
+        self.device_anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, y=None):
+        self.steps.append(int(t[0]))
+        return torch.zeros_like(x)
+
+
+def test_the_samplers_visit_their_steps_and_the_schedule_is_not_a_weight():
+    """Ancestral sampling calls the network at every t from T - 1 down to 0, once each; DDIM at
+    ddim_steps (50 by default); 1 and T steps are allowed, 0 and T + 1 are not. The schedule is a
+    function of the config, not a weight: checkpoints do not carry it."""
+    from udlcli.models.ddpm import ddim_steps
+
+    model = DDPM(DDPMConfig(**TINY), (1, 28, 28))  # T = 100
+    assert not any("abar" in k for k in model.state_dict())
+    model.net = StepLog()
+    model.generate(1, torch.Generator().manual_seed(0), sampler="ancestral")
+    assert model.net.steps == list(range(99, -1, -1))
+    for steps, want in ((None, ddim_steps(100, 50)), (1, [99]), (100, list(range(99, -1, -1)))):
+        model.net.steps = []
+        model.generate(1, torch.Generator().manual_seed(0), steps=steps)
+        assert model.net.steps == want, steps
+    assert len(ddim_steps(100, 50)) == 50
+    for bad in (0, 101):
+        with pytest.raises(SpecError, match=f"--steps {bad}: give 1 to 100 DDIM steps"):
+            model.generate(1, None, steps=bad)
