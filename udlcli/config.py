@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from udlcli.datasets import DATASET_NAMES
 from udlcli.errors import SpecError
@@ -122,10 +122,14 @@ class TrainConfig(Strict):
 
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    precision: Literal["32", "bf16", "16-mixed"] = "32"
-    """Autocast of the forward pass and loss: 32 (none), bf16, or 16-mixed (float16 with loss scaling); see core/fastpath.py."""
+    precision: Literal["auto", "32", "bf16", "16-mixed"] = "auto"
+    """Autocast of the forward pass and loss: auto (bf16 where the device has bf16 units and the
+    model gains, else 32), 32 (none), bf16, or 16-mixed (float16 with loss scaling); see
+    core/fastpath.py. A run's spec.yaml keeps what auto chose, and its meta says why."""
     compile: bool = False
     """Run the model's forward and loss through torch.compile (the first batches compile)."""
+    _precision_why: Optional[str] = PrivateAttr(None)
+    """Why the run trains in its precision (core/fastpath.resolve); spec.yaml's meta keeps it."""
     track: Literal["none", "tensorboard", "mlflow"] = "none"
     """Log the run to a tracker as well as its folder (core/tracking.py); an optional extra."""
     mlflow_uri: Optional[str] = None

@@ -52,3 +52,81 @@ def test_compile_unavailable_and_a_bad_precision_are_one_line(runner, runs, monk
     r = runner.invoke(app, [*base, "--precision", "8"])
     assert r.exit_code != 0 and "precision" in one_error_line(r)
     assert not runs.exists()  # nothing written
+
+
+# ---------------------------------------------------------------- --precision auto
+
+
+class _Cfg:
+    def __init__(self, precision):
+        self.precision, self.compile = precision, False
+
+
+def _models():
+    """The model classes of the AE, flow, GAN and SimCLR families, as the registry has them."""
+    from udlcli.models import get
+
+    return tuple(get(name).model for name in ("ae", "flow", "gan", "simclr"))
+
+
+@pytest.mark.parametrize("units", ["AMX", "AVX512-BF16", None])
+def test_auto_chooses_bf16_where_the_cpu_has_units_and_the_model_gains(monkeypatch, units):
+    from udlcli.core import fastpath
+
+    AE, Flow, GAN, SimCLR = _models()
+    monkeypatch.setattr(fastpath, "cpu_bf16_units", lambda: units)
+    cpu = torch.device("cpu")
+    for model, gains in ((Flow, True), (SimCLR, True), (AE, False), (GAN, False)):
+        precision, why = fastpath.choose(_Cfg("auto"), cpu, model)
+        assert precision == ("bf16" if units and gains else "32"), (model, units, why)
+        assert why.startswith("auto")
+        if units and gains:
+            assert units in why
+    assert "no bfloat16 units" in fastpath.choose(_Cfg("auto"), cpu, Flow)[1] or units
+    for forced in ("32", "bf16", "16-mixed"):  # asked for: never changed
+        assert fastpath.choose(_Cfg(forced), cpu, Flow) == (forced, "asked for (--precision)")
+
+
+def test_auto_on_a_cuda_device_follows_its_bf16_support(monkeypatch):
+    from udlcli.core import fastpath
+
+    AE, Flow, GAN, SimCLR = _models()
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "A GPU")
+    for supported, want in ((True, "bf16"), (False, "32")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
+        precision, why = fastpath.choose(_Cfg("auto"), cuda, Flow)
+        assert precision == want and ("A GPU" in why) == supported, why
+    assert fastpath.choose(_Cfg("auto"), torch.device("mps"), Flow)[0] == "32"
+
+
+def test_the_cpu_units_are_read_from_torchs_capabilities(monkeypatch):
+    from udlcli.core import fastpath
+
+    for caps, want in (
+        ({"amx_bf16": True, "avx512_bf16": True}, "AMX"),
+        ({"amx_bf16": False, "avx512_bf16": True}, "AVX512-BF16"),
+        ({"avx2": True}, None),
+    ):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda c=caps: c, raising=False)
+        assert fastpath.cpu_bf16_units() == want
+
+
+@pytest.mark.parametrize("units", ["AMX", None])
+def test_a_run_records_what_auto_chose_and_why(runs, monkeypatch, units):
+    """A tiny flow run under auto: spec.yaml keeps the precision it trained in, its meta why."""
+    import yaml
+
+    from udlcli.core import fastpath
+
+    monkeypatch.setattr(fastpath, "cpu_bf16_units", lambda: units)
+    sets = ["data.dataset=mnist-sample", "data.limit=200", "train.epochs=1", "train.n_fixed=4"]
+    sets += ["model.width=8", "model.blocks=1", "model.attention=false", "train.device=cpu"]
+    r = engine.train(resolve_spec("flow", sets=sets), engine.RunOptions(out=runs, name="auto"))
+    spec = yaml.safe_load((r.run_dir / "spec.yaml").read_text())
+    want = "bf16" if units else "32"
+    assert spec["train"]["precision"] == want
+    assert spec["meta"]["precision"].startswith(f"{want} (auto: ")
+    assert ("AMX" in spec["meta"]["precision"]) == bool(units)
+    ck = load_checkpoint(r.run_dir / "weights" / "last.pt")
+    assert ck["spec"]["train"]["precision"] == want  # a resume trains in the same precision

@@ -38,6 +38,7 @@ def test_lists_every_run_with_its_numbers(root):
     assert (ae.task, ae.status, ae.epochs, ae.epochs_planned) == ("ae", "finished", 2, 2)
     assert (ae.metric, ae.value) == ("test MSE", summary["test_mse"])
     assert (ae.dataset, ae.device) == ("mnist-sample", "cpu")
+    assert ae.precision == "32"  # the AE gains nothing from bf16: auto trains it in float32
     half = by_name["ae2"]
     assert (half.status, half.epochs, half.epochs_planned) == ("incomplete", 1, 2)
     assert half.metric == "last val_loss" and half.value > 0
@@ -52,10 +53,11 @@ def test_cli_table_plain_when_piped_and_json(runner, root):
     lines = r.output.splitlines()
     assert lines[0] == f"# 5 runs under {root}"
     assert lines[1].split("\t") == [
-        "task", "name", "status", "epochs", "key metric", "dataset", "device", "created"
+        "task", "name", "status", "epochs", "key metric", "dataset", "device", "precision",
+        "created"
     ]  # fmt: skip
     rows = {ln.split("\t")[1]: ln.split("\t") for ln in lines[2:]}
-    assert rows["ae"][2:4] == ["finished", "2/2"]
+    assert rows["ae"][2:4] == ["finished", "2/2"] and rows["ae"][7] == "32"
     assert rows["ae2"][2:4] == ["incomplete", "1/2"]
     assert rows["bad-json"][2].startswith("broken: summary.json is not valid JSON")
     r = runner.invoke(app, ["runs", "--root", str(root), "--json"])

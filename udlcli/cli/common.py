@@ -183,8 +183,8 @@ PrecisionOpt = Annotated[
     Optional[str],
     typer.Option(
         "--precision",
-        metavar="32|bf16|16-mixed",
-        help="Autocast the forward pass: bf16, or 16-mixed (float16 with loss scaling); pays on a GPU (default 32).",
+        metavar="auto|32|bf16|16-mixed",
+        help="Autocast the forward pass: bf16, or 16-mixed (float16 with loss scaling). Default auto: bf16 where the GPU or CPU (AMX, AVX512-BF16) has bf16 units and the model gains, else 32.",
         rich_help_panel="Run",
     ),
 ]

@@ -12,7 +12,7 @@ from udlcli import ui
 from udlcli.cli.common import friendly_errors
 
 app = typer.Typer(
-    help="List every run under runs/ (task, name, status, epochs, key metric, dataset, device, when), or compare runs.",
+    help="List every run under runs/ (task, name, status, epochs, key metric, dataset, device, precision, when), or compare runs.",
     no_args_is_help=False,
     invoke_without_command=True,
     rich_markup_mode=None,
@@ -45,7 +45,8 @@ def runs(
     if json_:
         ui.plain(json.dumps([r.public() for r in found], indent=2) + "\n")
         return
-    header = ["task", "name", "status", "epochs", "key metric", "dataset", "device", "created"]
+    header = ["task", "name", "status", "epochs", "key metric", "dataset", "device", "precision"]
+    header.append("created")
     rows = [
         [
             r.task,
@@ -55,6 +56,7 @@ def runs(
             f"{r.metric} {_num(r.value)}" if r.metric else "",
             r.dataset or "",
             r.device or "",
+            r.precision or "",
             (r.created or "").replace("T", " ").replace("+00:00", " UTC"),
         ]
         for r in found

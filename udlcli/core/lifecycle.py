@@ -81,7 +81,9 @@ def setup(
     """
     # Joining the process group is a no-op unless torchrun (or --devices) started this process as a rank.
     dev = distributed.init(resolve_device(train_cfg.device))
-    fastpath.check(train_cfg, dev, model_class)
+    why = fastpath.resolve(train_cfg, dev, model_class)
+    if why.startswith("auto"):
+        ui.info(f"precision {train_cfg.precision} ({why})")
     tracking.check(train_cfg)  # the tracker's package and URI, before any folder exists
     if data is None:
         return dev, load_configured(data_cfg)
@@ -126,15 +128,20 @@ def seeded_fit_inputs(
     return model, train.to(device), val.to(device)
 
 
-def meta(opts: RunOptions, device: torch.device, data: ImageDataset) -> dict:
-    """The meta: block of spec.yaml: command line, time, versions, device and the dataset actually used."""
-    return {
+def meta(opts: RunOptions, device: torch.device, data: ImageDataset, train_cfg=None) -> dict:
+    """The meta: block of spec.yaml: command line, time, versions, device (and the precision it
+    trains in, with the reason) and the dataset actually used."""
+    out = {
         "command": opts.command,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": runs.versions(),
         "device": describe(device),
         "dataset": data.info(),
     }
+    if train_cfg is not None:
+        why = train_cfg._precision_why or "asked for (--precision)"
+        out["precision"] = f"{train_cfg.precision} ({why})"
+    return out
 
 
 def new_run(
@@ -144,13 +151,14 @@ def new_run(
     device: torch.device,
     data: ImageDataset,
     subdirs: tuple[str, ...] = (runs.WEIGHTS, "figures"),
+    train_cfg=None,
 ) -> Path:
     """Create runs/<task>/<name>/ (never over an existing one) and write its spec.yaml; in a job of
     several ranks rank 0 creates it and every rank gets its path."""
     run_dir = None
     if distributed.world().is_main:
         run_dir = runs.new_run_dir(opts.out, task, opts.name, subdirs)
-        runs.write_spec(run_dir, spec, meta(opts, device, data))
+        runs.write_spec(run_dir, spec, meta(opts, device, data, train_cfg))
     return distributed.share_path(run_dir)
 
 

@@ -65,6 +65,10 @@ def check_spec(spec) -> list[str]:
 
 
 class Denoiser(torch.nn.Module):
+    bf16_pays = True
+    """--precision auto trains it in bf16 where the device has bf16 units: the U-Net's convolutions
+    ran 2.1x (training) and 2.8x (sampling) as fast on an Intel Xeon with AMX (issue #34)."""
+
     def __init__(self, cfg: DenoiserConfig, shape):
         super().__init__()
         self.shape, self.conditional = tuple(shape), cfg.conditional

@@ -55,6 +55,10 @@ class SSLSearch(Search):
 class SelfSupervised(nn.Module):
     """A backbone, its projection head, and the two views of a batch; each family adds its loss."""
 
+    bf16_pays = True
+    """--precision auto trains it in bf16 where the device has bf16 units: a SimCLR step ran 1.43x
+    as fast on an Intel Xeon with AMX (issue #34)."""
+
     def __init__(self, cfg: SSLConfig, data):
         super().__init__()
         self.shape = data_shape(data)

@@ -200,7 +200,12 @@ def finetune(spec: FinetuneSpec, opts: RunOptions | None = None, data=None) -> F
     opts = opts or RunOptions()
     prep = prepare(spec, opts.out, data)
     run_dir = lifecycle.new_run(
-        TASK, prep.spec.model_dump(mode="json"), opts, prep.device, prep.data
+        TASK,
+        prep.spec.model_dump(mode="json"),
+        opts,
+        prep.device,
+        prep.data,
+        train_cfg=prep.run_spec.train,
     )
     enc = "fine-tuned (--unfreeze)" if prep.run_spec.model.unfreeze else "frozen"
     ui.info(

@@ -43,6 +43,8 @@ class RunInfo:
     value: float | None = None
     dataset: str | None = None
     device: str | None = None
+    precision: str | None = None
+    """What it trained in (train.precision: what --precision auto chose, or what was asked)."""
     created: str | None = None
     problem: str | None = None
     """Why a broken run is broken (which file, what is wrong)."""
@@ -110,6 +112,8 @@ def read_run(d: Path) -> RunInfo:
     dataset = (s.get("dataset") or meta.get("dataset") or {}) if isinstance(s, dict) else {}
     info.dataset = dataset.get("name") if isinstance(dataset, dict) else None
     info.device = s.get("device") or meta.get("device")
+    precision = train.get("precision")
+    info.precision = str(precision) if precision is not None else None
     info.created = meta.get("created")
     return info
 

@@ -47,7 +47,9 @@ def train(
         raise SpecError(
             f"--batch-size {spec.train.batch_size} is larger than the {len(data.train)} training images; use a smaller batch"
         )
-    run_dir = lifecycle.new_run(family.task, spec_to_dict(spec), opts, device, data)
+    run_dir = lifecycle.new_run(
+        family.task, spec_to_dict(spec), opts, device, data, train_cfg=spec.train
+    )
     ui.info(
         f"[bold]{family.name}[/]: {family.description}; {lifecycle.data_line(data)}; device {describe(device)}; run folder [cyan]{run_dir}[/]"
     )

@@ -94,12 +94,16 @@ class FamilyObjective:
 
         if self.data is None:
             spec = self.spec_for({})
-            self.device, self.data = lifecycle.setup(spec.train, spec.data)
+            model_class = self.family.model if self.family is not None else None
+            self.device, self.data = lifecycle.setup(spec.train, spec.data, None, model_class)
             learned = lifecycle.fit_model_to_data(spec, self.data)
             # The loaded data's shape and normalisation, and what the model takes from the data (a
             # conditional model's classes), for every trial's model (and best.yaml).
             fitted = spec.data.model_dump(mode="json", include={"shape", "mean", "std"})
-            self.base = config.deep_merge(self.base, {"data": fitted, "model": learned})
+            self.base = config.deep_merge(
+                self.base,
+                {"data": fitted, "model": learned, "train": {"precision": spec.train.precision}},
+            )
 
     def data_key(self) -> dict:
         """What makes two studies' losses comparable; image_size and color only when set, so studies
