@@ -125,6 +125,51 @@ def test_knn_accuracy_by_hand():
     )
 
 
+def test_knn_weights_let_one_near_neighbour_outvote_two_far_ones():
+    """k = 3 around the query (1, 0): one class-0 neighbour at cosine 1, two class-1 neighbours at
+    cosine 0.8, and a class-0 point at cosine -1 that is not among the 3.
+
+    By hand, the votes exp(sim / T):   class 0: e^(1/T)      class 1: 2 e^(0.8/T)
+      T = 0.1    e^10 = 22,026 against 2 e^8 = 5,962: class 0 (a plain majority, 2 to 1, says 1;
+                 reversed weights e^(-sim/T) give e^-10 = 4.5e-5 against 2 e^-8 = 6.7e-4: class 1)
+      the two are equal where e^(0.2/T) = 2, T = 0.2 / ln 2 = 0.2885:
+      T = 0.25   e^4 = 54.6 against 2 e^3.2 = 49.1: class 0
+      T = 0.33   e^3.03 = 20.7 against 2 e^2.42 = 22.5: class 1
+      T = 1      e^1 = 2.72 against 2 e^0.8 = 4.45: class 1
+    """
+    import torch
+
+    bank = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.8, -0.6], [-1.0, 0.0]])
+    bank_y = torch.tensor([0, 1, 1, 0])
+    q, zero = torch.tensor([[3.0, 0.0]]), torch.tensor([0])
+    for t, want in ((0.1, 0), (0.25, 0), (0.33, 1), (1.0, 1)):
+        got = metrics.knn_accuracy(bank, bank_y, q, zero, k=3, temperature=t)
+        assert got == (1.0 if want == 0 else 0.0), (t, got)
+    # k = 1 and k = 4 by hand too: the nearest alone is class 0; with the far class-0 point added,
+    # class 0 gets e^10 + e^-10, still ahead at T = 0.1 and still behind at T = 1.
+    assert metrics.knn_accuracy(bank, bank_y, q, zero, k=1, temperature=1.0) == 1.0
+    assert metrics.knn_accuracy(bank, bank_y, q, zero, k=4, temperature=0.1) == 1.0
+    assert metrics.knn_accuracy(bank, bank_y, q, zero, k=4, temperature=1.0) == 0.0
+
+
+def test_knn_reversed_weights_would_follow_the_far_minority():
+    """k = 5 around (0, 1): three class-1 neighbours near (cosines 0.99, 0.98, 0.97) and two class-0
+    ones far behind (cosines -0.5, -0.6). A plain majority (3 to 2) and exp(sim / 0.1) (class 1:
+    e^9.9 + e^9.8 + e^9.7, about 5.6e4, against e^-5 + e^-6, about 0.009) both say class 1;
+    weights exp(-sim / 0.1) would say class 0 (e^5 + e^6 = 552 against about 1.7e-4)."""
+    import torch
+
+    def at(c: float) -> list[float]:  # the unit vector whose cosine with (0, 1) is c
+        return [math.sqrt(1 - c * c), c]
+
+    bank = torch.tensor([at(0.99), at(0.98), at(0.97), at(-0.5), at(-0.6)])
+    bank_y = torch.tensor([1, 1, 1, 0, 0])
+    q = torch.tensor([[0.0, 1.0], [0.0, 2.0]])  # the same direction twice: one chunk each below
+    for chunk in (1, 1024):
+        acc = metrics.knn_accuracy(bank, bank_y, q, torch.tensor([1, 1]), k=5, chunk=chunk)
+        assert acc == 1.0
+
+
 def test_linear_probe_separates_what_is_separable_and_not_noise():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 600)

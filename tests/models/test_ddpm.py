@@ -255,3 +255,26 @@ def test_the_samplers_visit_their_steps_and_the_schedule_is_not_a_weight():
     for bad in (0, 101):
         with pytest.raises(SpecError, match=f"--steps {bad}: give 1 to 100 DDIM steps"):
             model.generate(1, None, steps=bad)
+
+
+def test_the_last_ancestral_steps_add_their_noise_and_the_final_one_none():
+    """With a network that answers zeros, the step from t = 1 to 0 is the posterior mean plus
+    sqrt(beta~_1) z, and the step from t = 0 to the image is its mean alone."""
+    T = 100
+    model = DDPM(DDPMConfig(**TINY, schedule="linear"), (1, 28, 28))
+    model.net = StepLog()
+    abar = [_linear_abar(t, T) for t in range(1, T + 1)]
+    x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 0.1
+    z = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    frames = model._sample(x, lambda step: z, keep=T + 1, sampler="ancestral")
+    for i, t in ((T - 2, 1), (T - 1, 0)):  # frames[i] is x before the step at t
+        a_t = abar[t]
+        a_prev = abar[t - 1] if t > 0 else 1.0
+        beta = 1 - a_t / a_prev
+        xt = frames[i]
+        x0 = (xt / math.sqrt(a_t)).clamp(-1, 1)  # eps = 0: x0 is x_t rescaled
+        mean = (math.sqrt(a_prev) * beta * x0 + math.sqrt(1 - beta) * (1 - a_prev) * xt) / (1 - a_t)
+        var = (1 - a_prev) / (1 - a_t) * beta
+        want = mean + (math.sqrt(var) * z[0] if t > 0 else 0)
+        torch.testing.assert_close(frames[i + 1], want, atol=1e-5, rtol=1e-4)
+    assert float(frames[-1].sub(frames[-2]).abs().max()) > 0

@@ -226,3 +226,14 @@ def test_p_uncond_without_conditional_is_one_warning(runner, kind):
     assert quiet.exit_code == 0 and "warning:" not in quiet.output
     plain = runner.invoke(app, ["train", kind, "--print-spec"])  # the default p_uncond: no word
     assert plain.exit_code == 0 and "warning:" not in plain.output
+
+
+@pytest.mark.parametrize("kind", ["ddpm", "flow"])
+def test_the_registry_builds_the_family_for_the_datas_shape(kind):
+    from udlcli.config import DataConfig
+    from udlcli.models import get
+
+    family = get(kind)
+    model = family.build(family.config(**TINY), DataConfig(dataset="mnist", shape=(3, 32, 32)))
+    assert isinstance(model, family.model) and model.shape == (3, 32, 32)
+    assert model.generate(1, torch.Generator().manual_seed(0), steps=1).shape == (1, 3, 32, 32)

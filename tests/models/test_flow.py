@@ -138,3 +138,38 @@ def test_conditional_training_needs_labels(runner, tmp_path):
     )
     assert r.exit_code != 0 and "has training images without a class label" in r.output
     assert "Traceback" not in r.output and not out.exists()
+
+
+def test_the_sampler_takes_its_steps_and_the_trajectory_runs_from_noise_to_the_sample():
+    """20 Euler steps by default at t = 0, 1/20, ...; 1 and 1,000 steps allowed, 0 and 1,001 not;
+    a trajectory's first frame is the starting noise and its last the sample."""
+    model = Flow(FlowConfig(**TINY), (1, 4, 4))
+    model.net = Recorder(lambda x, t: -x + 0.5)
+    g = lambda: torch.Generator().manual_seed(6)  # noqa: E731
+    model.generate(2, g())
+    assert [round(float(t[0]) * 20) for t in model.net.times] == list(range(20))
+    for steps in (1, 1000):
+        model.net.times = []
+        model.generate(1, g(), steps=steps)
+        assert len(model.net.times) == steps
+    for bad in (0, 1001):
+        with pytest.raises(SpecError, match=f"--steps {bad}: give 1 to 1000 integration steps"):
+            model.generate(1, None, steps=bad)
+    sample = model.generate(3, g(), steps=5)
+    frames = model.trajectory(g(), frames=6, steps=5)
+    assert frames.shape == (6, 1, 4, 4)
+    noise = (torch.randn(1, 1, 4, 4, generator=_after_base(g())) + 1) / 2  # the first image's
+    torch.testing.assert_close(frames[0], noise[0].clamp(0, 1))
+    torch.testing.assert_close(frames[-1], sample[0])
+    # Each frame is one Euler step on from the one before (dx/dt = 0.5 - x in [-1, 1]), where the
+    # frame before was not clipped to [0, 1] for showing.
+    x, inside = 2 * frames[:-1] - 1, (frames[:-1] > 0) & (frames[:-1] < 1)
+    want = ((x + 0.2 * (0.5 - x)) + 1).div(2).clamp(0, 1)
+    assert int(inside.sum()) > 40
+    torch.testing.assert_close(frames[1:][inside], want[inside])
+
+
+def _after_base(g: torch.Generator) -> torch.Generator:
+    """The generator after generate() has drawn its seed of the steps' noise (its first draw)."""
+    torch.randint(0, 2**62, (), generator=g)
+    return g

@@ -100,8 +100,11 @@ def build_backbone(cfg: BackboneConfig, mean, std, shape) -> nn.Module:
     return ConvBackbone(cfg.channels, mean, std, shape)
 
 
-def mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
-    """The projection (and predictor) heads: Linear, LayerNorm, ReLU, Linear (no batch statistics)."""
-    return nn.Sequential(
-        nn.Linear(d_in, hidden), nn.LayerNorm(hidden), nn.ReLU(True), nn.Linear(hidden, d_out)
-    )
+def mlp(d_in: int, hidden: int, d_out: int, batch_norm: bool = False) -> nn.Sequential:
+    """The projection (and predictor) heads: Linear, LayerNorm (or BatchNorm), ReLU, Linear.
+
+    LayerNorm needs no batch statistics (SimCLR's negatives already compare the images of a
+    batch); BYOL has no negatives, and its heads need BatchNorm's batch statistics not to
+    collapse to one output for every image (Grill et al. 2020 use BatchNorm there too)."""
+    norm = nn.BatchNorm1d(hidden) if batch_norm else nn.LayerNorm(hidden)
+    return nn.Sequential(nn.Linear(d_in, hidden), norm, nn.ReLU(True), nn.Linear(hidden, d_out))
