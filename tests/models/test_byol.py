@@ -173,3 +173,27 @@ def test_a_run_learns(tmp_path):
     r = train(resolve_spec("byol", flags=LEARN), RunOptions(out=tmp_path))
     s = json.loads((r.run_dir / "summary.json").read_text())
     assert s["test_knn_acc"] >= before + 0.03, (before, s["test_knn_acc"])
+
+
+def test_a_checkpoint_with_the_old_layernorm_heads_still_loads():
+    """Runs made before the heads' BatchNorm keep their backbone: upgrade() gives the norms fresh
+    statistics, and the state loads strictly into today's model."""
+    from udlcli.models.byol import HEAD_NORMS, upgrade
+
+    torch.manual_seed(0)
+    model = BYOL(BYOLConfig(**TINY), DataConfig(dataset="mnist"))
+    state = model.state_dict()
+    old = {
+        k: v
+        for k, v in state.items()
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    }
+    payload = upgrade({"model": old, "ema": dict(old)})
+    fresh = BYOL(BYOLConfig(**TINY), DataConfig(dataset="mnist"))
+    fresh.load_state_dict(payload["model"])  # strict: every key there, none extra
+    for p in HEAD_NORMS:
+        assert torch.equal(
+            payload["ema"][f"{p}.running_var"], torch.ones_like(state[f"{p}.weight"])
+        )
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(fresh.backbone(x), model.backbone(x))

@@ -73,6 +73,27 @@ class BYOL(SelfSupervised):
             t.lerp_(o, 1 - tau)
 
 
+HEAD_NORMS = ("projector.1", "predictor.1", "target.1.1")
+"""The heads' norm layers (index 1 of each head; the target is Sequential(backbone, projector))."""
+
+
+def upgrade(payload: dict) -> dict:
+    """A checkpoint from before the heads' BatchNorm (their LayerNorm had the same weight and bias):
+    the norms get fresh statistics (mean 0, variance 1). The backbone, whose features embed, probe
+    and finetune use, is unchanged; the heads relearn their statistics if the run is resumed."""
+    for key in ("model", "ema"):
+        state = payload.get(key)
+        if not isinstance(state, dict):
+            continue
+        for p in HEAD_NORMS:
+            w = state.get(f"{p}.weight")
+            if w is not None and f"{p}.running_mean" not in state:
+                state[f"{p}.running_mean"] = torch.zeros_like(w)
+                state[f"{p}.running_var"] = torch.ones_like(w)
+                state[f"{p}.num_batches_tracked"] = torch.tensor(0)
+    return payload
+
+
 def build(cfg: BYOLConfig, data) -> BYOL:
     return BYOL(cfg, data)
 
@@ -97,6 +118,7 @@ register(
         },
         callbacks=ssl_callbacks,
         search=BYOLSearch,
+        upgrade=upgrade,
         key_metric=("test_knn_acc", "test kNN accuracy", "max"),
         tiny={
             "model": {"channels": 8, "proj_hidden": 32, "proj_dim": 16, "pred_hidden": 32},
