@@ -213,3 +213,23 @@ def study_report(tmp_path_factory) -> dict:
         "dir": root / "runs" / "report" / "report",
         "output": r.output,
     }
+
+
+def untrained_test_knn(spec) -> float:
+    """The test kNN accuracy of the network a run of `spec` starts from (the same seed, so the same
+    weights and splits, and no step taken), measured as a self-supervised run's KNNMonitor.on_end
+    measures the trained one: the training split's backbone features as the bank, the test split's
+    as the queries. What an "it learns" test must beat by a margin."""
+    from udlcli import metrics
+    from udlcli.core import lifecycle
+    from udlcli.core.spec import family_of
+    from udlcli.models import ssl
+
+    device, data = lifecycle.setup(spec.train, spec.data)
+    family = family_of(spec)
+    model, train_split, _ = lifecycle.seeded_fit_inputs(
+        spec, data, device, lambda: family.build(spec.model, spec.data)
+    )
+    bank, bank_y = ssl.features(model, train_split, device)
+    q, q_y = ssl.features(model, data.test.to(device), device)
+    return metrics.knn_accuracy(bank, bank_y, q, q_y)

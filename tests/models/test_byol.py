@@ -7,14 +7,12 @@ import json
 
 import pytest
 import torch
+from conftest import untrained_test_knn
 
-from udlcli import metrics
 from udlcli.config import DataConfig
-from udlcli.core import lifecycle
-from udlcli.core.spec import family_of, resolve_spec
+from udlcli.core.spec import resolve_spec
 from udlcli.data import load_dataset
 from udlcli.data.augment import augment
-from udlcli.models import ssl
 from udlcli.models.byol import BYOL, BYOLConfig
 from udlcli.rows import LOCAL
 from udlcli.tasks.train import RunOptions, train
@@ -136,19 +134,6 @@ def test_the_loss_falls(digits):
         model.after_step(i / 25)
         losses.append(loss.item())
     assert sum(losses[-5:]) < sum(losses[:5])
-
-
-def untrained_test_knn(spec) -> float:
-    """The test kNN accuracy of the network a run of `spec` starts from (the same seed, so the same
-    weights and splits, and no step taken), measured as KNNMonitor.on_end measures the trained one."""
-    device, data = lifecycle.setup(spec.train, spec.data)
-    family = family_of(spec)
-    model, train_split, _ = lifecycle.seeded_fit_inputs(
-        spec, data, device, lambda: family.build(spec.model, spec.data)
-    )
-    bank, bank_y = ssl.features(model, train_split, device)
-    q, q_y = ssl.features(model, data.test.to(device), device)
-    return metrics.knn_accuracy(bank, bank_y, q, q_y)
 
 
 # The budget that shows SimCLR learning (tests/models/test_simclr.py's LEARN): 2,048 digits, 10

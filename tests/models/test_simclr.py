@@ -10,16 +10,14 @@ import socket
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import untrained_test_knn
 
 import udlcli
-from udlcli import metrics
 from udlcli.cli.app import app
 from udlcli.config import DataConfig
-from udlcli.core import lifecycle
-from udlcli.core.spec import family_of, resolve_spec
+from udlcli.core.spec import resolve_spec
 from udlcli.data import load_dataset
 from udlcli.data.augment import augment
-from udlcli.models import ssl
 from udlcli.models.simclr import SimCLR, SimCLRConfig
 from udlcli.rows import LOCAL
 from udlcli.tasks.train import RunOptions, train
@@ -213,20 +211,6 @@ def test_nt_xent_on_two_gloo_ranks_is_the_global_batchs(digits, tmp_path):
         for r in ranks:
             torch.testing.assert_close(r["grads"][i].double(), w.double(), rtol=1e-4, atol=1e-6,
                                        msg=lambda m, p=p: f"{tuple(p.shape)}: {m}")  # fmt: skip
-
-
-def untrained_test_knn(spec) -> float:
-    """The test kNN accuracy of the network a run of `spec` starts from (the same seed, so the same
-    weights and splits, and no step taken), measured as KNNMonitor.on_end measures the trained one:
-    the training split's backbone features as the bank, the test split's as the queries."""
-    device, data = lifecycle.setup(spec.train, spec.data)
-    family = family_of(spec)
-    model, train_split, _ = lifecycle.seeded_fit_inputs(
-        spec, data, device, lambda: family.build(spec.model, spec.data)
-    )
-    bank, bank_y = ssl.features(model, train_split, device)
-    q, q_y = ssl.features(model, data.test.to(device), device)
-    return metrics.knn_accuracy(bank, bank_y, q, q_y)
 
 
 # 2,048 digits (1,638 to train on), 10 epochs of 25 steps (~6-10 s on 1-2 cores), no warmup (the
