@@ -63,7 +63,7 @@ class ExactFlow(Exact):
     C = (1 - t)^2 I + t^2 S, v = m + (t S - (1 - t) I) C^-1 (x_t - t m) (finite at t = 1 too)."""
 
     def forward(self, x, t, y=None):
-        s = float(t[0]) / TIME_SCALE
+        s = float(t[0]) / TIME_SCALE  # every row of a sampling batch is at the same time
         eye = torch.eye(4, dtype=torch.float64)
         c = (1 - s) ** 2 * eye + s**2 * COV
         d = _flat(x) - s * MEAN
@@ -237,3 +237,52 @@ def test_the_registry_builds_the_family_for_the_datas_shape(kind):
     model = family.build(family.config(**TINY), DataConfig(dataset="mnist", shape=(3, 32, 32)))
     assert isinstance(model, family.model) and model.shape == (3, 32, 32)
     assert model.generate(1, torch.Generator().manual_seed(0), steps=1).shape == (1, 3, 32, 32)
+
+
+# ---------------------------------------------------------------- classes, guidance, chunks
+
+
+def test_labels_keep_every_class_and_only_out_of_range_ones_are_clamped():
+    model = Flow(FlowConfig(**TINY, conditional=True, classes=10, p_uncond=0.0), (1, 28, 28))
+    from udlcli.rows import Rows
+
+    y = torch.tensor([-1, 0, 3, 9, 12])
+    assert model.labels(y, Rows()).tolist() == [0, 0, 3, 9, 9]  # 10 is "no class": never a label
+    everything = Flow(FlowConfig(**TINY, conditional=True, classes=10, p_uncond=1.0), (1, 28, 28))
+    assert everything.labels(y, Rows()).tolist() == [10] * 5
+    assert Flow(FlowConfig(**TINY), (1, 28, 28)).net.label is None  # unconditional: no embedding
+    assert Flow(FlowConfig(**TINY, conditional=True), (1, 28, 28)).net.label.num_embeddings == 2
+
+
+def test_the_class_and_guidance_bounds():
+    """Classes 0..C-1 (C is "no class"), guidance 0 (unconditioned) to 50; either end is allowed."""
+    from udlcli.errors import SpecError
+
+    model = Flow(FlowConfig(**TINY, conditional=True, classes=10), (1, 4, 4)).eval()
+    for k in (0, 9):
+        model.check_options(k, 1.0)
+    for g in (0.0, 50.0):
+        model.check_options(3, g)
+    for k in (-1, 10):
+        with pytest.raises(SpecError, match=f"--class {k}: this model knows classes 0..9"):
+            model.check_options(k, 1.0)
+    for g in (-0.5, 50.5):
+        with pytest.raises(SpecError, match=f"--guidance {g}: give a scale between 0 and 50"):
+            model.check_options(3, g)
+
+
+def test_guidance_two_mixes_and_a_batch_across_chunks_has_n_images():
+    model = Flow(FlowConfig(**TINY, conditional=True, classes=10), (1, 28, 28)).eval()
+    x, t = torch.randn(2, 1, 28, 28), torch.full((2,), 300.0)
+    with torch.no_grad():
+        c, u = model.net(x, t, torch.full((2,), 4)), model.net(x, t, torch.full((2,), 10))
+        torch.testing.assert_close(model.guided(x, t, 4, 2.0), u + 2.0 * (c - u))
+        torch.testing.assert_close(model.guided(x, t, 4, 0.0), u)
+    flat = Flow(FlowConfig(**TINY), (1, 2, 2))
+    flat.net = ExactFlow()
+    flat.shape = SHAPE
+    assert flat.generate(CHUNK + 3, torch.Generator().manual_seed(0), steps=1).shape == (
+        CHUNK + 3,
+        *SHAPE,
+    )
+    assert flat.trajectory(torch.Generator().manual_seed(0), steps=20).shape == (8, *SHAPE)
