@@ -14,9 +14,9 @@
 
 Both pay on a GPU (tensor cores, fewer kernel launches). On a CPU, bf16 pays only where oneDNN
 has bf16 kernels (AMX, AVX512-BF16) and the model's time goes to convolutions and matmuls; without
-those units it is much slower than float32. The trainer applies them to models that train through the Trainable contract; a model that
-takes its own steps (Adversarial, the GAN) trains float32 and eager, and asking it for either is a
-one-line error before anything is written.
+those units it is much slower than float32. The trainer applies them to models that train through
+the Trainable contract; a model that takes its own steps (Adversarial, the GAN) trains float32 and
+eager, and asking it for either is a one-line error before anything is written.
 """
 
 from __future__ import annotations
