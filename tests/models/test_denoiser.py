@@ -272,10 +272,16 @@ def test_the_class_and_guidance_bounds():
 
 
 def test_guidance_two_mixes_and_a_batch_across_chunks_has_n_images():
+    torch.manual_seed(0)
     model = Flow(FlowConfig(**TINY, conditional=True, classes=10), (1, 28, 28)).eval()
+    with torch.no_grad():  # the U-Net starts with zero outputs: give it some, so classes differ
+        for p in model.net.parameters():
+            if not p.abs().sum():
+                p.normal_(std=0.1)
     x, t = torch.randn(2, 1, 28, 28), torch.full((2,), 300.0)
     with torch.no_grad():
         c, u = model.net(x, t, torch.full((2,), 4)), model.net(x, t, torch.full((2,), 10))
+        assert (c - u).abs().max() > 1e-3  # else any mix would pass
         torch.testing.assert_close(model.guided(x, t, 4, 2.0), u + 2.0 * (c - u))
         torch.testing.assert_close(model.guided(x, t, 4, 0.0), u)
     flat = Flow(FlowConfig(**TINY), (1, 2, 2))
@@ -285,4 +291,8 @@ def test_guidance_two_mixes_and_a_batch_across_chunks_has_n_images():
         CHUNK + 3,
         *SHAPE,
     )
-    assert flat.trajectory(torch.Generator().manual_seed(0), steps=20).shape == (8, *SHAPE)
+    path = flat.trajectory(torch.Generator().manual_seed(0), steps=20)  # 8 frames of 21 states
+    assert path.shape == (8, *SHAPE)
+    torch.testing.assert_close(
+        path[-1], flat.generate(1, torch.Generator().manual_seed(0), steps=20)[0]
+    )
