@@ -177,3 +177,23 @@ def test_linear_probe_separates_what_is_separable_and_not_noise():
     assert metrics.linear_probe(x[:400], y[:400], x[400:], y[400:]) > 0.95
     noise = rng.normal(size=(600, 5))
     assert metrics.linear_probe(noise[:400], y[:400], noise[400:], y[400:]) < 0.5
+
+
+def test_knn_normalises_each_query_not_each_feature():
+    """Cosine similarity: a lone query [1, 0.1] is nearest to [1, 0] (cos 0.995), not to
+    [0.7, 0.7] (0.77); normalising over the batch instead would turn it into [1, 1]."""
+    import torch
+
+    bank = torch.tensor([[1.0, 0.0], [0.7, 0.7]])
+    assert (
+        metrics.knn_accuracy(
+            bank, torch.tensor([0, 1]), torch.tensor([[1.0, 0.1]]), torch.tensor([0]), k=1
+        )
+        == 1.0
+    )
+    assert (
+        metrics.knn_accuracy(
+            bank, torch.tensor([0, 1]), torch.zeros(0, 2), torch.zeros(0, dtype=torch.long)
+        )
+        == 0.0
+    )

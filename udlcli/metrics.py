@@ -188,7 +188,7 @@ def knn_accuracy(
     Each query's k most similar bank features vote for their labels with weight exp(similarity /
     temperature) (Wu et al. 2018); the top vote is the prediction. bank (N, F), queries (M, F).
     """
-    classes = int(max(bank_labels.max(), labels.max())) + 1
+    classes = int(max(bank_labels.max(), labels.max() if len(labels) else 0)) + 1
     b = torch.nn.functional.normalize(bank.float(), dim=1)
     onehot = torch.nn.functional.one_hot(bank_labels.long(), classes).float()  # (N, classes)
     k = min(k, len(b))

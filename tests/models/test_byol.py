@@ -182,3 +182,14 @@ def test_a_checkpoint_with_the_old_layernorm_heads_still_loads():
         )
     x = torch.rand(4, 1, 28, 28)
     torch.testing.assert_close(fresh.backbone(x), model.backbone(x))
+
+
+def test_upgrade_leaves_todays_checkpoints_and_other_payloads_alone():
+    from udlcli.models.byol import upgrade
+
+    torch.manual_seed(0)
+    state = BYOL(BYOLConfig(**TINY), DataConfig(dataset="mnist")).state_dict()
+    assert upgrade({"model": dict(state)})["model"].keys() == state.keys()
+    assert upgrade({"model": {}, "ema": None}) == {"model": {}, "ema": None}  # no heads: nothing
+    old = {k: v for k, v in state.items() if "running" not in k and "num_batches" not in k}
+    assert int(upgrade({"model": old})["model"]["projector.1.num_batches_tracked"]) == 0

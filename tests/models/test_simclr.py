@@ -330,3 +330,13 @@ def test_embed_finetune_and_tune_take_a_simclr_run(tmp_path, runner):
     # The searched strength lands in the model's augment section, the temperature beside it.
     assert 0.5 <= best["model"]["augment"]["strength"] <= 1.5
     assert best["model"]["augment"]["strength"] != 1.0 and 0.1 <= best["model"]["temperature"] <= 1
+
+
+def test_a_batch_of_two_has_a_negative_and_is_allowed():
+    """The smallest contrastive batch: each image's one negative is the other image (a batch of one
+    is refused: tests/cli/test_cli_train.py)."""
+    from udlcli.errors import SpecError
+
+    assert resolve_spec("simclr", flags={"train.batch_size": 2}).train.batch_size == 2
+    with pytest.raises(SpecError, match="--batch-size 1: SimCLR contrasts"):
+        resolve_spec("simclr", flags={"train.batch_size": 1})
