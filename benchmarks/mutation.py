@@ -58,7 +58,7 @@ REPO = Path(__file__).resolve().parent.parent
 # its mutants. Whole test files, not single tests, so tests added to them later are picked up.
 # Fast files first: pytest runs with -x, so a mutant the fast tests kill costs only them.
 # denoiser.py's own tests (the exact Gaussian end to end) drive ddpm.py and flow.py too, and the
-# DDPM and flow tests drive it; ssl.py is driven by the SimCLR and BYOL tests.
+# DDPM and flow tests drive it; ssl.py has its own tests and the SimCLR and BYOL tests.
 TESTS: dict[str, list[str]] = {
     "models/ddpm.py": ["tests/models/test_ddpm.py", "tests/models/test_denoiser.py"],
     "models/flow.py": ["tests/models/test_flow.py", "tests/models/test_denoiser.py"],
@@ -70,7 +70,11 @@ TESTS: dict[str, list[str]] = {
     "models/unet.py": ["tests/models/test_unet.py", "tests/models/test_flow.py"],
     "models/simclr.py": ["tests/models/test_simclr.py"],
     "models/byol.py": ["tests/models/test_byol.py"],
-    "models/ssl.py": ["tests/models/test_byol.py", "tests/models/test_simclr.py"],
+    "models/ssl.py": [
+        "tests/models/test_ssl.py",
+        "tests/models/test_byol.py",
+        "tests/models/test_simclr.py",
+    ],
     "data/augment.py": ["tests/data/test_augment.py"],
     "metrics.py": ["tests/test_metrics.py"],
     "core/ema.py": ["tests/core/test_ema.py"],
