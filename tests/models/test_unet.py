@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -67,3 +69,55 @@ def test_a_spec_the_unet_or_its_fid_cannot_take_is_refused_up_front(flags, says)
 
     with pytest.raises(SpecError, match=says):
         resolve_spec("flow", flags=flags)
+
+
+def test_the_time_embedding_is_vaswanis_sinusoid():
+    """Row b: sin(t_b w_i) for i < d/2, then cos(t_b w_i), with w_i = 10000^(-i / (d/2))."""
+    import math
+
+    from udlcli.models.unet import sinusoidal
+
+    t = torch.tensor([0.0, 3.0, 250.0, 999.0])
+    got = sinusoidal(t, 12)
+    for b, tb in enumerate(t.tolist()):
+        for i in range(6):
+            w = 10_000 ** (-i / 6)
+            assert float(got[b, i]) == pytest.approx(math.sin(tb * w), abs=1e-4)
+            assert float(got[b, 6 + i]) == pytest.approx(math.cos(tb * w), abs=1e-4)
+
+
+def test_a_fresh_block_is_the_identity_and_attention_is_over_positions():
+    from udlcli.models.unet import Attention
+
+    torch.manual_seed(0)
+    x, e = torch.randn(2, 8, 5, 5), torch.randn(2, 16)
+    torch.testing.assert_close(ResBlock(8, 8, 16, 0.0)(x, e), x)  # zero last conv: x itself
+    att = Attention(8)
+    torch.testing.assert_close(att(x), x)  # zero output projection at the start
+    torch.nn.init.normal_(att.out.weight, std=0.3)
+    qkv = att.qkv(att.norm(x)).flatten(2)  # (B, 3C, HW)
+    q, k, v = (qkv[:, i * 8 : (i + 1) * 8].transpose(1, 2) for i in range(3))  # (B, HW, C) each
+    weights = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(8), dim=-1)  # over the 25 positions
+    a = (weights @ v).transpose(1, 2).reshape(2, 8, 5, 5)
+    torch.testing.assert_close(att(x), x + att.out(a), atol=1e-5, rtol=1e-5)
+
+
+def test_every_weight_takes_part():
+    """One backward pass reaches every parameter (a block called twice in place of two is caught)."""
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(width=8), (1, 28, 28), classes=3)
+    for p in net.parameters():  # off the zero initialisations, so every path carries a gradient
+        torch.nn.init.normal_(p, std=0.05)
+    net(
+        torch.randn(2, 1, 28, 28), torch.tensor([5.0, 600.0]), torch.tensor([0, 2])
+    ).square().sum().backward()
+    idle = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert idle == [], idle
+
+
+@pytest.mark.parametrize(
+    "side,levels", [(8, 1), (9, 2), (15, 2), (16, 2), (17, 3), (28, 3), (33, 4), (64, 4)]
+)
+def test_levels_for_each_side(side, levels):
+    """One level, and one more per halving (rounding up: 9 -> 5) while the side is over 8."""
+    assert levels_for(side) == levels
