@@ -179,6 +179,11 @@ def test_colour_jitter_is_brightness_contrast_saturation_then_hue():
         torch.testing.assert_close(
             yiq[b, 1:][:, k].norm(dim=0), got_yiq[b, 1:][:, k].norm(dim=0), atol=1e-6, rtol=0
         )
+    untouched = augment(x, cfg, False, FixedDraws(_draws(3, u5=0.9, u6=u6, u7=u7, u8=u8, u9=u9)))
+    torch.testing.assert_close(untouched, x)  # u5 over jitter_p (0.8): no jitter at all
+    half = AugmentConfig(crop_min=1.0, jitter=0.0, gray_p=0.5, strength=0.5)  # grey p: 0.25
+    kept = augment(x, half, False, FixedDraws(_draws(3, u10=0.3, u1=0.5)))
+    assert bool((kept.std(1) > 1e-6).any())
     greyed = augment(
         x,
         AugmentConfig(crop_min=1.0, jitter=0.0, gray_p=0.5),
@@ -192,7 +197,7 @@ def test_colour_jitter_is_brightness_contrast_saturation_then_hue():
 
 def test_the_blur_is_a_normalised_five_tap_gaussian():
     torch.manual_seed(0)
-    x = torch.rand(2, 1, 12, 12, dtype=torch.float64)
+    x = torch.rand(2, 3, 12, 12, dtype=torch.float64)  # colour: each channel blurred alike
     u11 = torch.tensor([0.2, 0.9])
     cfg = AugmentConfig(crop_min=1.0, jitter=0.0, blur_p=0.5)
     got = augment(x, cfg, False, FixedDraws(_draws(2, u11=u11, u12=[0.1, 0.1])))
@@ -200,14 +205,17 @@ def test_the_blur_is_a_normalised_five_tap_gaussian():
         sigma = 0.1 + 1.4 * float(u11[b])
         k = [math.exp(-(r * r) / (2 * sigma * sigma)) for r in range(-2, 3)]
         k = [v / sum(k) for v in k]
-        img = x[b, 0]
         pad = lambda i, n: -i if i < 0 else (2 * (n - 1) - i if i >= n else i)  # noqa: E731  reflect
-        rows = torch.stack(
-            [sum(k[t] * img[:, pad(c + t - 2, 12)] for t in range(5)) for c in range(12)], 1
-        )
-        want = torch.stack(
-            [sum(k[t] * rows[pad(r + t - 2, 12)] for t in range(5)) for r in range(12)], 0
-        )
-        torch.testing.assert_close(got[b, 0], want, atol=1e-9, rtol=0)
+        for ch in range(3):
+            img = x[b, ch]
+            rows = torch.stack(
+                [sum(k[t] * img[:, pad(c + t - 2, 12)] for t in range(5)) for c in range(12)], 1
+            )
+            want = torch.stack(
+                [sum(k[t] * rows[pad(r + t - 2, 12)] for t in range(5)) for r in range(12)], 0
+            )
+            torch.testing.assert_close(got[b, ch], want, atol=1e-9, rtol=0)
     kept = augment(x, cfg, False, FixedDraws(_draws(2, u11=u11, u12=[0.9, 0.9])))
     torch.testing.assert_close(kept, x)  # u12 over blur_p: not blurred
+    weaker = AugmentConfig(crop_min=1.0, jitter=0.0, blur_p=0.5, strength=0.5)  # blur p: 0.25
+    torch.testing.assert_close(augment(x, weaker, False, FixedDraws(_draws(2, u12=[0.3, 0.3]))), x)

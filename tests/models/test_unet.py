@@ -12,7 +12,13 @@ from udlcli.models.unet import ResBlock, UNet, UNetConfig, levels_for
 
 @pytest.mark.parametrize(
     "shape,levels,lowest",
-    [((1, 28, 28), 3, 7), ((3, 32, 32), 3, 8), ((3, 64, 64), 4, 8), ((1, 48, 40), 4, 5)],
+    [
+        ((1, 28, 28), 3, 7),
+        ((3, 32, 32), 3, 8),
+        ((3, 64, 64), 4, 8),
+        ((1, 48, 40), 4, 5),
+        ((1, 28, 64), 3, 7),  # the shorter side sets the levels
+    ],
 )
 def test_levels_halve_down_to_at_most_8_pixels_and_come_back_to_the_exact_size(
     shape, levels, lowest
