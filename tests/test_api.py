@@ -90,7 +90,9 @@ def test_denoise_trains_the_cli_spec_and_scores_it(tmp_path):
     want = engine.denoise_spec(None, {**flags, "data.limit": 300, "train.epochs": 1}, None, None)
     written = yaml.safe_load((r.run_dir / "spec.yaml").read_text())
     assert written["model"] == want.model.model_dump(mode="json")
-    assert written["train"] == want.train.model_dump(mode="json")
+    # spec.yaml keeps the precision the run trained in: --precision auto keeps the small DAE in float32
+    assert want.train.precision == "auto"
+    assert written["train"] == {**want.train.model_dump(mode="json"), "precision": "32"}
     assert (written["model"]["name"], written["model"]["sigma"]) == ("dae", 0.3)
     for noise in ("gaussian", "saltpepper", "both"):
         row = r.table["rows"][noise]

@@ -364,7 +364,7 @@ def test_diffusion_on_the_cifar_layout_end_to_end(photos, runner, runs):
     assert r.exit_code == 0 and _colour(run / "samples" / "flow_samples_steps3.png")
     r = runner.invoke(app, ["evaluate", str(run), "--n", "30", "--steps", "3", "-q"])
     assert r.exit_code == 0, r.output
-    assert json.loads((run / "evaluation.json").read_text())["n"] == 30
+    assert json.loads((run / "evaluation_steps3.json").read_text())["n"] == 30  # its setting's file
     # --devices relaunches the command line itself, so it runs as a user runs it: a subprocess.
     r = subprocess.run(
         [sys.executable, "-m", "udlcli", "train", "ddpm", "--epochs", "1", "--devices", "2"]

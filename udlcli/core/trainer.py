@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from udlcli.core import distributed, state
+from udlcli.core import distributed, fastpath, state
 from udlcli.core.callbacks import Callback, EpochCallback, as_callbacks
 from udlcli.core.checkpoint import save_checkpoint
 from udlcli.core.contracts import Steps
@@ -59,6 +59,10 @@ class Trainer:
     """Named in the Ctrl-C message: how to continue this run."""
 
     def __post_init__(self) -> None:
+        if (
+            self.cfg.precision == "auto"
+        ):  # built without lifecycle.setup (a tuning trial's head, a test)
+            fastpath.resolve(self.cfg, self.device, type(self.model))
         self.model.to(self.device)
         if self.device.type == "cpu":
             # oneDNN runs small convolutions ~1.45x faster with channels_last weights (measured in
